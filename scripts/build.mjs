@@ -1,0 +1,44 @@
+// Bundles the entry points with esbuild. The CLI bundle excludes the daemon and the TUI,
+// which it never imports statically (the TUI is loaded with import() only for `banger tui`).
+import { build } from 'esbuild';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync, statSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+
+function hashTree(dir, h) {
+  for (const name of readdirSync(dir).sort()) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) hashTree(p, h);
+    else h.update(p.slice(root.length)).update(readFileSync(p));
+  }
+}
+const h = createHash('sha256');
+hashTree(join(root, 'src'), h);
+h.update(readFileSync(join(root, 'package.json')));
+const buildId = h.digest('hex').slice(0, 12);
+const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'esm',
+  sourcemap: 'linked',
+  logLevel: 'warning',
+  external: ['better-sqlite3', 'pino', 'ink', 'react', 'react/jsx-runtime', './tui.js'],
+  define: { __BANGER_BUILD_ID__: JSON.stringify(buildId), __BANGER_VERSION__: JSON.stringify(version) },
+  banner: { js: "import { createRequire as __bangerRequire } from 'node:module'; const require = __bangerRequire(import.meta.url);" },
+  jsx: 'automatic',
+};
+
+mkdirSync(join(root, 'dist'), { recursive: true });
+await Promise.all([
+  build({ ...common, entryPoints: [join(root, 'src/cli/main.ts')], outfile: join(root, 'dist/banger.js') }),
+  build({ ...common, entryPoints: [join(root, 'src/daemon/main.ts')], outfile: join(root, 'dist/bangerd.js') }),
+  build({ ...common, entryPoints: [join(root, 'src/tui/main.tsx')], outfile: join(root, 'dist/tui.js') }),
+  build({ ...common, entryPoints: [join(root, 'test/fc-standin/main.ts')], outfile: join(root, 'dist/fc-standin.js') }),
+]);
+writeFileSync(join(root, 'dist/BUILD_ID'), buildId + '\n');
+console.log(`built dist/ (build ${buildId})`);

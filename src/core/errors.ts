@@ -1,0 +1,118 @@
+// The error vocabulary shared by every layer. Each maps to one API error code.
+
+export type ErrorCode =
+  | 'invalid_argument'
+  | 'not_found'
+  | 'already_exists'
+  | 'failed_precondition'
+  | 'host_command_failed'
+  | 'internal';
+
+export class BangerError extends Error {
+  readonly code: ErrorCode = 'internal';
+  details: unknown;
+  constructor(message: string, options?: { cause?: unknown; details?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.details = options?.details;
+  }
+}
+
+export class InvalidArgumentError extends BangerError {
+  override readonly code = 'invalid_argument';
+}
+export class NotFoundError extends BangerError {
+  override readonly code = 'not_found';
+}
+export class AlreadyExistsError extends BangerError {
+  override readonly code = 'already_exists';
+}
+export class FailedPreconditionError extends BangerError {
+  override readonly code = 'failed_precondition';
+}
+export class InternalError extends BangerError {
+  override readonly code = 'internal';
+}
+
+/** A host tool exited non-zero, timed out or could not be started. Shaped like execa's error. */
+export class HostCommandError extends BangerError {
+  override readonly code = 'host_command_failed';
+  readonly command: string;
+  readonly argv: string[];
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly timedOut: boolean;
+  readonly shortMessage: string;
+  constructor(init: {
+    argv: string[];
+    exitCode: number | null;
+    signal?: string | null;
+    stdout?: string;
+    stderr?: string;
+    timedOut?: boolean;
+    cause?: unknown;
+  }) {
+    const command = init.argv.join(' ');
+    const stderr = (init.stderr ?? '').trim();
+    const lastLine = stderr.split('\n').filter(Boolean).pop() ?? '';
+    const how = init.timedOut
+      ? 'timed out'
+      : init.signal
+        ? `was killed by ${init.signal}`
+        : init.exitCode === null
+          ? `could not start${init.cause instanceof Error ? `: ${init.cause.message}` : ''}`
+          : `exited ${init.exitCode}`;
+    const shortMessage = `${command} ${how}${lastLine ? `: ${lastLine}` : ''}`;
+    super(shortMessage, { cause: init.cause, details: { command, exitCode: init.exitCode, stderr } });
+    this.command = command;
+    this.argv = init.argv;
+    this.exitCode = init.exitCode;
+    this.signal = init.signal ?? null;
+    this.stdout = init.stdout ?? '';
+    this.stderr = init.stderr ?? '';
+    this.timedOut = init.timedOut ?? false;
+    this.shortMessage = shortMessage;
+  }
+}
+
+/** Prefix an error's message with what was being done, keeping it as the cause. */
+export function wrapError(context: string, err: unknown): BangerError {
+  const inner = err instanceof Error ? err : new Error(String(err));
+  const Ctor = err instanceof BangerError ? (err.constructor as new (m: string, o?: { cause?: unknown; details?: unknown }) => BangerError) : InternalError;
+  if (err instanceof HostCommandError) {
+    const e = new BangerError(`${context}: ${inner.message}`, { cause: err, details: err.details });
+    Object.defineProperty(e, 'code', { value: 'host_command_failed' });
+    return e;
+  }
+  if (err instanceof AggregateError) {
+    const msg = err.errors.map((x: unknown) => (x instanceof Error ? x.message : String(x))).join('; ');
+    const e = new BangerError(`${context}: ${msg}`, { cause: err });
+    const first = err.errors.find((x: unknown) => x instanceof BangerError) as BangerError | undefined;
+    Object.defineProperty(e, 'code', { value: first?.code ?? 'internal' });
+    return e;
+  }
+  return new Ctor(`${context}: ${inner.message}`, { cause: err, details: err instanceof BangerError ? err.details : undefined });
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Messages of an error and its causes, outermost first (for --verbose). */
+export function causeChain(err: unknown): string[] {
+  const out: string[] = [];
+  let cur: unknown = err;
+  const seen = new Set<unknown>();
+  while (cur !== undefined && cur !== null && !seen.has(cur)) {
+    seen.add(cur);
+    if (cur instanceof AggregateError) {
+      out.push(`${cur.message}: ${cur.errors.map(errorMessage).join('; ')}`);
+    } else {
+      out.push(errorMessage(cur));
+    }
+    cur = cur instanceof Error ? (cur as Error & { cause?: unknown }).cause : undefined;
+  }
+  return out;
+}
