@@ -1,0 +1,61 @@
+// banger doctor | gc | tui
+import type { Command } from 'commander';
+import type { CliContext } from '../context.js';
+import { printJson } from '../output.js';
+import { CliError } from '../errors.js';
+
+export interface DoctorCheck {
+  name: string;
+  status: 'ok' | 'warn' | 'fail';
+  message: string;
+  fix?: string;
+}
+
+export interface GcItem {
+  kind: string;
+  handle: string;
+  detail?: string;
+  removed?: boolean;
+  error?: string;
+}
+
+export function registerHost(program: Command, cli: CliContext): void {
+  program
+    .command('doctor')
+    .description('check host prerequisites, each with how to fix it')
+    .option('--json', 'print the checks as JSON')
+    .action(async (o: { json?: boolean }) => {
+      const report = await cli.call<{ checks: DoctorCheck[]; strategy?: string }>('host.doctor', {});
+      if (o.json) printJson(report);
+      else {
+        const mark = { ok: 'ok  ', warn: 'warn', fail: 'FAIL' } as const;
+        for (const c of report.checks) {
+          process.stdout.write(`${mark[c.status]}  ${c.name}: ${c.message}\n`);
+          if (c.fix && c.status !== 'ok') process.stdout.write(`      fix: ${c.fix}\n`);
+        }
+      }
+      if (report.checks.some((c) => c.status === 'fail')) process.exitCode = 1;
+    });
+  program
+    .command('gc')
+    .description('remove host resources named by banger that no VM owns')
+    .option('--dry-run', 'list them, remove nothing')
+    .option('--json', 'print the findings as JSON')
+    .action(async (o: { dryRun?: boolean; json?: boolean }) => {
+      const res = await cli.call<{ items: GcItem[] }>('host.gc', { dryRun: o.dryRun ?? false }, { progress: true });
+      if (o.json) return printJson(res);
+      if (res.items.length === 0) process.stdout.write('nothing to collect\n');
+      for (const it of res.items) {
+        const what = o.dryRun ? 'would remove' : it.removed ? 'removed' : `failed (${it.error})`;
+        process.stdout.write(`${what}: ${it.kind} ${it.handle}${it.detail ? ` (${it.detail})` : ''}\n`);
+      }
+      if (res.items.some((i) => i.error)) throw new CliError('some leftovers could not be removed; see above');
+    });
+  program
+    .command('tui')
+    .description('the terminal UI')
+    .action(async () => {
+      const { runTui } = (await import(/* external */ './tui.js' as string)) as { runTui: (cli: CliContext) => Promise<void> };
+      await runTui(cli);
+    });
+}
