@@ -1,0 +1,188 @@
+// A Firecracker stand-in process: `fc-standin --api-sock PATH --id ID` serves Firecracker's API
+// (validated by ./validation.ts) on PATH and "boots" by printing a banner to stdout, its serial
+// console. Behaviour switches, read from the environment:
+//   FC_STANDIN_RECORD=<file>        append every request as an NDJSON line {method, path, body}
+//   FC_STANDIN_CTRLALTDEL=exit|ignore  SendCtrlAltDel exits 0 shortly after (default) or does nothing
+//   FC_STANDIN_CRASH_AFTER_MS=<n>   exit 3, n ms after InstanceStart
+//   FC_STANDIN_FAIL=<METHOD> <path> answer that request 400 with a fault_message
+//   FC_STANDIN_NO_SOCKET=1          never create the API socket
+//   FC_STANDIN_CHATTY=1             print console output continuously once started
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { appendFileSync, existsSync, writeSync } from 'node:fs';
+import { FIRECRACKER_API_VERSION } from '../../src/firecracker/types.js';
+import { fault, handleApiRequest, newVmmState, parseApiRequest, type ApiAnswer, type VmmState } from './validation.js';
+
+function usage(message: string): never {
+  process.stderr.write(`fc-standin: ${message}\nusage: fc-standin --api-sock PATH --id ID\n`);
+  process.exit(1);
+}
+
+function parseArgs(argv: string[]): { apiSock: string; id: string } {
+  let apiSock = '/run/firecracker.socket';
+  let id = 'anonymous-instance';
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--api-sock' || a === '--id') {
+      const v = argv[++i];
+      if (v === undefined) usage(`${a} needs a value`);
+      if (a === '--api-sock') apiSock = v;
+      else id = v;
+    } else {
+      usage(`unexpected argument '${a}'`);
+    }
+  }
+  return { apiSock, id };
+}
+
+/** Console output: synchronous, so it is in the file before any exit. */
+function consoleLine(text: string): void {
+  writeSync(1, `${text}\n`);
+}
+
+const env = process.env;
+const { apiSock, id } = parseArgs(process.argv.slice(2));
+const state: VmmState = newVmmState(id);
+
+consoleLine(`Running Firecracker v${FIRECRACKER_API_VERSION} (fc-standin, pid ${process.pid})`);
+
+/** InstanceStart's host checks: the files it would open and the TAP it would attach. */
+function checkHost(s: VmmState): ApiAnswer | null {
+  const boot = s.bootSource!;
+  if (!existsSync(boot.kernel_image_path)) {
+    return fault(400, `Boot source error: The kernel file cannot be opened: No such file or directory (os error 2): ${boot.kernel_image_path}`);
+  }
+  if (boot.initrd_path !== undefined && !existsSync(boot.initrd_path)) {
+    return fault(
+      400,
+      `Boot source error: The initrd file cannot be opened due to invalid path or invalid permissions. No such file or directory (os error 2): ${boot.initrd_path}`,
+    );
+  }
+  for (const d of s.drives) {
+    if (d.path_on_host !== undefined && !existsSync(d.path_on_host)) {
+      return fault(
+        400,
+        `Drive config error: Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: No such file or directory (os error 2) ${d.path_on_host}`,
+      );
+    }
+  }
+  for (const n of s.networkInterfaces) {
+    if (!existsSync(`/sys/class/net/${n.host_dev_name}`)) {
+      return fault(400, `Network config error: Cannot open/create the tap device: Open tap device failed: No such device (os error 19): ${n.host_dev_name}`);
+    }
+  }
+  return null;
+}
+
+function printBanner(s: VmmState): void {
+  const args = s.bootSource?.boot_args ?? '';
+  const hostname = /(?:^|\s)systemd\.hostname=(\S+)/.exec(args)?.[1] ?? 'localhost';
+  const root = s.drives.find((d) => d.is_root_device);
+  consoleLine('[    0.000000] Linux version 6.1.0-fc-standin (fc-standin@banger) #1 SMP PREEMPT_DYNAMIC');
+  consoleLine(`[    0.000000] Command line: ${args}`);
+  consoleLine(`[    0.004000] smpboot: Allowing ${s.machineConfig.vcpu_count} CPUs, ${s.machineConfig.mem_size_mib} MiB RAM`);
+  if (root) consoleLine(`[    0.120000] virtio_blk virtio0: [vda] ${root.is_read_only ? 'read-only ' : ''}disk ${root.path_on_host ?? root.socket}`);
+  for (const n of s.networkInterfaces) consoleLine(`[    0.130000] virtio_net: ${n.iface_id} ${n.guest_mac ?? '(random mac)'} on ${n.host_dev_name}`);
+  consoleLine('[    0.300000] Run /sbin/init as init process');
+  consoleLine(`Welcome to fc-standin (vm ${s.id})`);
+  consoleLine(`${hostname} login: `);
+}
+
+function afterStart(): void {
+  const crashAfter = env.FC_STANDIN_CRASH_AFTER_MS;
+  if (crashAfter !== undefined && crashAfter !== '') {
+    setTimeout(() => {
+      consoleLine('[   10.000000] Kernel panic - not syncing: fc-standin crash requested by FC_STANDIN_CRASH_AFTER_MS');
+      process.exit(3);
+    }, Number(crashAfter));
+  }
+  if (env.FC_STANDIN_CHATTY === '1') {
+    let n = 0;
+    setInterval(() => {
+      for (let k = 0; k < 20; k++) {
+        n++;
+        consoleLine(`[ chatty ${String(n).padStart(9, '0')}] ${'x'.repeat(80)}`);
+      }
+    }, 5);
+  }
+}
+
+const hooks = {
+  start: (s: VmmState) => {
+    const refused = checkHost(s);
+    if (refused) return refused;
+    printBanner(s);
+    setImmediate(afterStart);
+    return null;
+  },
+  ctrlAltDel: () => {
+    if ((env.FC_STANDIN_CTRLALTDEL ?? 'exit') === 'ignore') return;
+    setTimeout(() => {
+      consoleLine('reboot: Restarting system');
+      process.exit(0);
+    }, 100);
+  },
+};
+
+function record(method: string, path: string, body: Buffer | null): void {
+  const file = env.FC_STANDIN_RECORD;
+  if (!file) return;
+  let parsed: unknown = null;
+  if (body !== null && body.length > 0) {
+    const text = body.toString('utf8');
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = text;
+    }
+  }
+  appendFileSync(file, `${JSON.stringify({ method, path, body: parsed })}\n`);
+}
+
+function send(res: ServerResponse, answer: ApiAnswer): void {
+  res.setHeader('Server', 'Firecracker API');
+  if (answer.body === undefined) {
+    res.writeHead(answer.status, { 'Content-Length': '0' });
+    res.end();
+    return;
+  }
+  const payload = Buffer.from(JSON.stringify(answer.body));
+  res.writeHead(answer.status, { 'Content-Type': 'application/json', 'Content-Length': String(payload.length) });
+  res.end(payload);
+}
+
+function serve(req: IncomingMessage, res: ServerResponse): void {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '/';
+    // micro_http takes the body from Content-Length only: a chunked body is no body at all.
+    const declared = Number(req.headers['content-length'] ?? '0');
+    const body = declared > 0 ? Buffer.concat(chunks) : null;
+    record(method, path, body);
+    const injected = env.FC_STANDIN_FAIL;
+    if (injected && injected === `${method} ${path}`) {
+      send(res, fault(400, `fc-standin: injected failure for ${injected} (FC_STANDIN_FAIL)`));
+      return;
+    }
+    const parsed = parseApiRequest(method, path, body);
+    send(res, 'status' in parsed ? parsed : handleApiRequest(state, parsed, hooks));
+  });
+}
+
+if (existsSync(apiSock)) {
+  process.stderr.write(`fc-standin: Failed to open the API socket at: ${apiSock}. Check that it is not already used.\n`);
+  process.exit(1);
+}
+
+if (env.FC_STANDIN_NO_SOCKET === '1') {
+  consoleLine('fc-standin: FC_STANDIN_NO_SOCKET=1, not creating the API socket');
+  setInterval(() => {}, 1 << 30);
+} else {
+  const server = createServer(serve);
+  server.on('error', (err) => {
+    process.stderr.write(`fc-standin: API server: ${err.message}\n`);
+    process.exit(1);
+  });
+  server.listen(apiSock);
+}
