@@ -147,6 +147,26 @@ export function cliBuildId(config: LoadedConfig): string {
   return process.env.BANGER_BUILD_ID || config.settings.buildId || embeddedBuildId({});
 }
 
+/** True while pid runs (a zombie counts as gone: it only waits to be reaped by its parent). */
+export function isProcessRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until a process has exited. */
+export async function waitForPidGone(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!isProcessRunning(pid)) return true;
+    await sleep(20);
+  }
+  return false;
+}
+
 /** Waits until nothing answers on the socket. */
 export async function waitForDaemonGone(client: DaemonClient, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -169,7 +189,7 @@ export async function connectDaemon(config: LoadedConfig, opts: { autostart: boo
   if (info && info.buildId !== mine) {
     opts.onNotice?.(`replacing bangerd ${info.buildId} (pid ${info.pid}) with build ${mine}`);
     await client.call('daemon.shutdown').catch(() => undefined);
-    if (!(await waitForDaemonGone(client, 10_000))) {
+    if (!(await waitForDaemonGone(client, 10_000)) || !(await waitForPidGone(info.pid, 5000))) {
       throw new CliError(`the old bangerd (pid ${info.pid}) did not shut down within 10 s; stop it with kill ${info.pid}`);
     }
     info = null;

@@ -77,23 +77,17 @@ export class HostCommandError extends BangerError {
   }
 }
 
-/** Prefix an error's message with what was being done, keeping it as the cause. */
+/** Prefix an error's message with what was being done, keeping its code and it as the cause. */
 export function wrapError(context: string, err: unknown): BangerError {
-  const inner = err instanceof Error ? err : new Error(String(err));
-  const Ctor = err instanceof BangerError ? (err.constructor as new (m: string, o?: { cause?: unknown; details?: unknown }) => BangerError) : InternalError;
-  if (err instanceof HostCommandError) {
-    const e = new BangerError(`${context}: ${inner.message}`, { cause: err, details: err.details });
-    Object.defineProperty(e, 'code', { value: 'host_command_failed' });
-    return e;
-  }
-  if (err instanceof AggregateError) {
-    const msg = err.errors.map((x: unknown) => (x instanceof Error ? x.message : String(x))).join('; ');
-    const e = new BangerError(`${context}: ${msg}`, { cause: err });
+  let code: ErrorCode = 'internal';
+  if (err instanceof BangerError) code = err.code;
+  else if (err instanceof AggregateError) {
     const first = err.errors.find((x: unknown) => x instanceof BangerError) as BangerError | undefined;
-    Object.defineProperty(e, 'code', { value: first?.code ?? 'internal' });
-    return e;
+    code = first?.code ?? 'internal';
   }
-  return new Ctor(`${context}: ${inner.message}`, { cause: err, details: err instanceof BangerError ? err.details : undefined });
+  const e = new BangerError(`${context}: ${errorMessage(err)}`, { cause: err, details: err instanceof BangerError ? err.details : undefined });
+  Object.defineProperty(e, 'code', { value: code, enumerable: true });
+  return e;
 }
 
 export function errorMessage(err: unknown): string {

@@ -1,6 +1,6 @@
 // banger daemon start | stop | status
 import type { Command } from 'commander';
-import { connectDaemon, DaemonClient, tryInfo, waitForDaemonGone, type DaemonInfo } from '../client.js';
+import { connectDaemon, DaemonClient, tryInfo, waitForDaemonGone, waitForPidGone, type DaemonInfo } from '../client.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { keyValues, printJson } from '../output.js';
@@ -40,7 +40,7 @@ export function registerDaemon(program: Command, cli: CliContext): void {
         return;
       }
       await client.call('daemon.shutdown');
-      if (!(await waitForDaemonGone(client, 10_000))) throw new CliError(`bangerd (pid ${info.pid}) did not stop within 10 s; kill it with kill ${info.pid}`);
+      if (!(await waitForDaemonGone(client, 10_000)) || !(await waitForPidGone(info.pid, 5000))) throw new CliError(`bangerd (pid ${info.pid}) did not stop within 10 s; kill it with kill ${info.pid}`);
     });
   daemon
     .command('status')
