@@ -31,7 +31,7 @@ export function parseSize(input: string | number): number {
   const text = String(input).trim();
   const m = SIZE_PATTERN.exec(text);
   if (!m) {
-    const why = text.startsWith('-') ? 'sizes cannot be negative' : `expected ${ACCEPTED}`;
+    const why = text.startsWith('-') ? `sizes cannot be negative; expected ${ACCEPTED}` : `expected ${ACCEPTED}`;
     throw new InvalidArgumentError(`invalid size "${input}": ${why}`);
   }
   const [, whole, fraction = '', unitText] = m;

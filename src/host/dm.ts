@@ -144,8 +144,11 @@ export function parseDmTargets(stdout: string): { name: string; version: string 
     });
 }
 
-// Failed dmsetup calls end with "Command failed." on stderr; the line before says what happened:
-// "device-mapper: remove ioctl on banger-0123456789ab  failed: Device or resource busy".
+// Failed dmsetup calls end with "Command failed." on stderr; the first line says what happened,
+// the others are hints: "device-mapper: remove ioctl on banger-0123456789ab  failed: Device or
+// resource busy", or "/dev/mapper/control: open failed: No such device" then "Failure to
+// communicate with kernel device-mapper driver." ... HostCommandError's message shows the last
+// line, so the first one is moved there.
 function withUsefulMessage(err: unknown): unknown {
   if (!(err instanceof HostCommandError)) return err;
   const lines = err.stderr.split('\n').filter((l) => l.trim() && l.trim() !== 'Command failed.');
@@ -155,7 +158,7 @@ function withUsefulMessage(err: unknown): unknown {
     exitCode: err.exitCode,
     signal: err.signal,
     stdout: err.stdout,
-    stderr: lines.join('\n'),
+    stderr: [...lines.slice(1), lines[0]].join('\n'),
     timedOut: err.timedOut,
     cause: err.cause,
   });

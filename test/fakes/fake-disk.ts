@@ -415,9 +415,7 @@ export class FakeDisk {
     } catch (err) {
       return fail(1, `cp: cannot create regular file '${dst}': ${(err as Error).message}\n`);
     }
-    const fsBytes = this.filesystems.get(resolve(src));
-    if (fsBytes !== undefined) this.filesystems.set(resolve(dst), fsBytes);
-    else this.filesystems.delete(resolve(dst));
+    this.filesystems.set(resolve(dst), this.filesystems.get(resolve(src)) ?? statSync(src).size);
     return ok('');
   }
 }
