@@ -48,10 +48,13 @@ export function buildFirecrackerConfig(vm: Vm, image: Image, rootDiskPath: strin
   };
 }
 
+/** The part of FirecrackerClient that configuring needs. */
+export type ConfigureClient = Pick<FirecrackerClient, 'putMachineConfig' | 'putBootSource' | 'putDrive' | 'putNetworkInterface'>;
+
 export interface ConfigureStep {
   /** "vmm.configure machine-config", "vmm.configure drives/rootfs", ... */
   name: string;
-  run: (client: FirecrackerClient) => Promise<void>;
+  run: (client: ConfigureClient) => Promise<void>;
 }
 
 /** The configuration as an ordered list of named API calls: machine, boot source, drives, NICs. */
@@ -59,16 +62,16 @@ export function configureSteps(config: FirecrackerConfig): ConfigureStep[] {
   return [
     { name: 'vmm.configure machine-config', run: (c) => c.putMachineConfig(config.machineConfig) },
     { name: 'vmm.configure boot-source', run: (c) => c.putBootSource(config.bootSource) },
-    ...config.drives.map((d) => ({ name: `vmm.configure drives/${d.drive_id}`, run: (c: FirecrackerClient) => c.putDrive(d) })),
+    ...config.drives.map((d) => ({ name: `vmm.configure drives/${d.drive_id}`, run: (c: ConfigureClient) => c.putDrive(d) })),
     ...config.networkInterfaces.map((n) => ({
       name: `vmm.configure network-interfaces/${n.iface_id}`,
-      run: (c: FirecrackerClient) => c.putNetworkInterface(n),
+      run: (c: ConfigureClient) => c.putNetworkInterface(n),
     })),
   ];
 }
 
 /** Runs configureSteps in order; a failure stops there and names its step. */
-export async function applyFirecrackerConfig(client: FirecrackerClient, config: FirecrackerConfig): Promise<void> {
+export async function applyFirecrackerConfig(client: ConfigureClient, config: FirecrackerConfig): Promise<void> {
   for (const step of configureSteps(config)) {
     try {
       await step.run(client);

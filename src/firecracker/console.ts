@@ -84,6 +84,21 @@ export function capConsoleLog(path: string, maxBytes: number): number {
   }
 }
 
+/**
+ * Where to go on in a file that shrank, given the last bytes delivered: after them when the file
+ * still holds them whole, else after the longest start of the file that ends them (the kept part
+ * was shorter than what we remember), else from the start.
+ */
+export function resumeAfterShrink(content: Buffer, lastSent: Buffer): number {
+  if (lastSent.length === 0) return 0;
+  const at = content.lastIndexOf(lastSent);
+  if (at >= 0) return at + lastSent.length;
+  for (let k = Math.min(lastSent.length, content.length); k > 0; k--) {
+    if (content.subarray(0, k).equals(lastSent.subarray(lastSent.length - k))) return k;
+  }
+  return 0;
+}
+
 export interface FollowOptions {
   /** Byte offset to start from; default 0 (the whole file, then what follows). */
   start?: number;
@@ -116,11 +131,7 @@ export async function followFile(
     }
     try {
       const size = fstatSync(fd).size;
-      if (size < position) {
-        const all = readRange(fd, 0, size);
-        const at = lastSent.length > 0 ? all.lastIndexOf(lastSent) : -1;
-        position = at >= 0 ? at + lastSent.length : 0;
-      }
+      if (size < position) position = resumeAfterShrink(readRange(fd, 0, size), lastSent);
       while (position < size) {
         const chunk = readRange(fd, position, Math.min(size, position + CHUNK));
         if (chunk.length === 0) break;
