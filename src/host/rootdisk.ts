@@ -21,7 +21,10 @@ export interface SelectStrategyOptions {
 
 const MAPPER_CONTROL = '/dev/mapper/control';
 
-/** `auto` picks dm when /dev/mapper/control exists and `dmsetup targets` lists snapshot, else copy. */
+/**
+ * `auto` picks dm when /dev/mapper/control exists and `dmsetup targets` lists snapshot, else copy.
+ * The node alone proves little: libdevmapper creates it on first use even without a kernel driver.
+ */
 export async function selectStrategy(
   runner: Runner,
   requested: RequestedStrategy,
