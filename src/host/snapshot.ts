@@ -263,9 +263,12 @@ export async function teardownSnapshot(ctx: SnapshotContext, vmId: string, files
   let table: LoopDevice[] | null = null;
   const loopTable = async (): Promise<LoopDevice[]> => (table ??= await listLoops(runner));
   if (leakedImageLoops.length > 0) {
+    // Only loops seen to be read-only (the only kind banger attaches to an image) are detached.
+    const candidates = leakedImageLoops;
+    leakedImageLoops = [];
     await attempt('snapshot.find-loops', async () => {
       const readOnly = new Set((await loopTable()).filter((l) => l.isReadOnly).map((l) => l.name));
-      leakedImageLoops = leakedImageLoops.filter((dev) => readOnly.has(dev));
+      leakedImageLoops = candidates.filter((dev) => readOnly.has(dev));
     });
   }
 
