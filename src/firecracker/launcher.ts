@@ -112,7 +112,9 @@ export async function launchFirecracker(opts: LaunchOptions): Promise<LaunchedFi
   void child.exited.then((e) => (spawned.exit = e));
   let real: LaunchedFirecracker | null = null;
 
-  const exitedEarly = (stage: string) => {
+  const exitedEarly = async (stage: string) => {
+    // /proc can show the death before the exit status arrives (and sudo exits just after its child).
+    await Promise.race([child.exited, sleep(500)]);
     const e = spawned.exit;
     const how = e === null ? 'exited' : e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`;
     return new FailedPreconditionError(`firecracker ${how} ${stage}${consoleTail(opts.vmDir)}`);
@@ -132,7 +134,7 @@ export async function launchFirecracker(opts: LaunchOptions): Promise<LaunchedFi
           break;
         }
       }
-      if (spawned.exit) throw exitedEarly('before it wrote its pid file');
+      if (spawned.exit) throw await exitedEarly('before it wrote its pid file');
       if (Date.now() >= deadline) throw timedOut(`write its pid file ${pidFile}`);
       await sleep(POLL_MS);
     }
@@ -140,7 +142,7 @@ export async function launchFirecracker(opts: LaunchOptions): Promise<LaunchedFi
     // 2. The socket appears; under sudo it is root's until handed to the daemon's user.
     let chowned = !opts.useSudo;
     for (;;) {
-      if (!isSameProcess(real.pid, real.startTime, opts.vmId) || spawned.exit) throw exitedEarly('before its API answered');
+      if (!isSameProcess(real.pid, real.startTime, opts.vmId) || spawned.exit) throw await exitedEarly('before its API answered');
       if (existsSync(opts.apiSock)) {
         if (!chowned) {
           await opts.runner.run(['sudo', '-n', 'chown', `${opts.uid}:${opts.gid}`, opts.apiSock]);

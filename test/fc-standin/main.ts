@@ -98,7 +98,7 @@ function afterStart(): void {
   if (env.FC_STANDIN_CHATTY === '1') {
     let n = 0;
     setInterval(() => {
-      for (let k = 0; k < 20; k++) {
+      for (let k = 0; k < 100; k++) {
         n++;
         consoleLine(`[ chatty ${String(n).padStart(9, '0')}] ${'x'.repeat(80)}`);
       }
