@@ -105,8 +105,7 @@ export async function launchFirecracker(opts: LaunchOptions): Promise<LaunchedFi
   await removeFile(opts.runner, opts.apiSock, opts.useSudo);
   await removeFile(opts.runner, pidFile, opts.useSudo);
 
-  const started = Date.now();
-  const deadline = started + timeoutMs;
+  const deadline = Date.now() + timeoutMs;
   const child = opts.runner.spawn(buildLaunchArgv(opts), { outputFile: consoleLogPath(opts.vmDir) });
   const spawned: { exit: { code: number | null; signal: string | null } | null } = { exit: null };
   void child.exited.then((e) => (spawned.exit = e));
@@ -160,14 +159,10 @@ export async function launchFirecracker(opts: LaunchOptions): Promise<LaunchedFi
       await sleep(POLL_MS);
     }
   } catch (err) {
-    const cleanupErrors: string[] = [];
     try {
       await abortLaunch(opts, child, real);
     } catch (cleanupErr) {
-      cleanupErrors.push(errorMessage(cleanupErr));
-    }
-    if (cleanupErrors.length > 0) {
-      throw new InternalError(`${errorMessage(err)}; and cleaning up failed: ${cleanupErrors.join('; ')}`, { cause: err });
+      throw new InternalError(`${errorMessage(err)}; and cleaning up failed: ${errorMessage(cleanupErr)}`, { cause: err });
     }
     throw err;
   }
