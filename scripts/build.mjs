@@ -31,11 +31,22 @@ const common = {
   define: { __BANGER_BUILD_ID__: JSON.stringify(buildId), __BANGER_VERSION__: JSON.stringify(version) },
   banner: { js: "import { createRequire as __bangerRequire } from 'node:module'; const require = __bangerRequire(import.meta.url);" },
   jsx: 'automatic',
+  minify: true,
+  keepNames: true,
 };
 
 mkdirSync(join(root, 'dist'), { recursive: true });
 await Promise.all([
-  build({ ...common, entryPoints: [join(root, 'src/cli/main.ts')], outfile: join(root, 'dist/banger.js') }),
+  // The CLI is CommonJS: an ESM import of a builtin such as node:fs evaluates all its exports
+  // (node:fs loads fs/promises, ~8 ms), and start-up time is what the CLI is measured by.
+  build({
+    ...common,
+    format: 'cjs',
+    entryPoints: [join(root, 'src/cli/main.ts')],
+    outfile: join(root, 'dist/banger.cjs'),
+    banner: { js: "const __bangerMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+    define: { ...common.define, 'import.meta.url': '__bangerMetaUrl' },
+  }),
   build({ ...common, entryPoints: [join(root, 'src/daemon/main.ts')], outfile: join(root, 'dist/bangerd.js') }),
   build({ ...common, entryPoints: [join(root, 'src/tui/main.tsx')], outfile: join(root, 'dist/tui.js') }),
   build({ ...common, entryPoints: [join(root, 'test/fc-standin/main.ts')], outfile: join(root, 'dist/fc-standin.js') }),

@@ -1,6 +1,5 @@
 // The daemon's client: HTTP over the Unix socket, auto-start, and stale-daemon replacement.
-import { request } from 'node:http';
-import { spawn } from 'node:child_process';
+import { createConnection } from 'node:net';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,47 +21,63 @@ export class DaemonClient {
   constructor(
     readonly socket: string,
     private readonly timeoutMs = 0,
+    /** Sent on every call: a daemon of another build refuses the call before doing anything. */
+    readonly buildId?: string,
   ) {}
 
-  /** Calls POST /v1/<method>; resolves the result or throws ApiError. */
+  /**
+   * Calls POST /v1/<method>; resolves the result or throws ApiError. Speaks HTTP/1.1 over a
+   * plain socket (node:http costs the CLI ~5 ms to load; the daemon always answers with
+   * Content-Length and closes on "Connection: close").
+   */
   call<T = unknown>(method: string, body: unknown = {}, opts: { opId?: string } = {}): Promise<T> {
     const text = JSON.stringify(body);
+    const head = [
+      `POST /v1/${method} HTTP/1.1`,
+      'Host: bangerd',
+      'Content-Type: application/json',
+      `Content-Length: ${Buffer.byteLength(text)}`,
+      'Connection: close',
+      ...(opts.opId ? [`X-Banger-Op: ${opts.opId}`] : []),
+      ...(this.buildId ? [`X-Banger-Build: ${this.buildId}`] : []),
+    ].join('\r\n');
     return new Promise((resolve, reject) => {
-      const req = request(
-        {
-          socketPath: this.socket,
-          path: `/v1/${method}`,
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(opts.opId ? { 'x-banger-op': opts.opId } : {}) },
-          timeout: this.timeoutMs || undefined,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const raw = Buffer.concat(chunks).toString('utf8');
-            let parsed: { result?: T; error?: { code: string; message: string; details: unknown } };
-            try {
-              parsed = JSON.parse(raw);
-            } catch {
-              reject(new CliError(`the daemon answered ${res.statusCode} with a body that is not JSON; see its log`));
-              return;
-            }
-            if (res.statusCode === 200 && parsed && 'result' in parsed) resolve(parsed.result as T);
-            else if (parsed?.error) reject(new ApiError(parsed.error.code, parsed.error.message, res.statusCode ?? 0, parsed.error.details));
-            else reject(new CliError(`the daemon answered ${res.statusCode} without a result`));
-          });
-          res.on('error', reject);
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error(`no answer from the daemon within ${this.timeoutMs} ms`)));
-      req.on('error', reject);
-      req.end(text);
+      const sock = createConnection(this.socket);
+      const chunks: Buffer[] = [];
+      let timer: NodeJS.Timeout | undefined;
+      if (this.timeoutMs) timer = setTimeout(() => sock.destroy(new Error(`no answer from the daemon within ${this.timeoutMs} ms`)), this.timeoutMs);
+      sock.on('connect', () => sock.write(`${head}\r\n\r\n${text}`));
+      sock.on('data', (c: Buffer) => chunks.push(c));
+      sock.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      sock.on('close', () => {
+        clearTimeout(timer);
+        const raw = Buffer.concat(chunks);
+        const split = raw.indexOf('\r\n\r\n');
+        if (split < 0) {
+          reject(new CliError('the daemon closed the connection without an answer; see its log'));
+          return;
+        }
+        const status = Number.parseInt(raw.subarray(0, split).toString('latin1').split(' ')[1] ?? '', 10);
+        let parsed: { result?: T; error?: { code: string; message: string; details: unknown } };
+        try {
+          parsed = JSON.parse(raw.subarray(split + 4).toString('utf8'));
+        } catch {
+          reject(new CliError(`the daemon answered ${status} with a body that is not JSON; see its log`));
+          return;
+        }
+        if (status === 200 && parsed && 'result' in parsed) resolve(parsed.result as T);
+        else if (parsed?.error) reject(new ApiError(parsed.error.code, parsed.error.message, status, parsed.error.details));
+        else reject(new CliError(`the daemon answered ${status} without a result`));
+      });
     });
   }
 
   /** Opens GET /v1/events; calls onEvent for each NDJSON line until close() is called. */
-  events(onEvent: (e: Record<string, unknown>) => void): Promise<{ close: () => void }> {
+  async events(onEvent: (e: Record<string, unknown>) => void): Promise<{ close: () => void }> {
+    const { request } = await import('node:http');
     return new Promise((resolve, reject) => {
       const req = request({ socketPath: this.socket, path: '/v1/events', method: 'GET' }, (res) => {
         let buf = '';
@@ -90,7 +105,7 @@ export class DaemonClient {
   }
 }
 
-function isNoDaemon(err: unknown): boolean {
+export function isNoDaemon(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code;
   return code === 'ENOENT' || code === 'ECONNREFUSED';
 }
@@ -125,6 +140,7 @@ export async function startDaemonProcess(config: LoadedConfig, client: DaemonCli
   const fd = openSync(log, 'a', 0o600);
   let exited: { code: number | null; at: number } | null = null;
   try {
+    const { spawn } = await import('node:child_process');
     const child = spawn(process.execPath, [daemonJs], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
     child.on('exit', (code) => (exited = { code, at: Date.now() }));
     child.unref();
@@ -175,6 +191,26 @@ export async function waitForDaemonGone(client: DaemonClient, timeoutMs: number)
     await sleep(25);
   }
   return false;
+}
+
+export const STALE_DAEMON = 'stale_daemon';
+
+/** True when the daemon refused a call because it is of another build. */
+export function isStaleDaemon(err: unknown): boolean {
+  return err instanceof ApiError && (err.details as { reason?: string } | null)?.reason === STALE_DAEMON;
+}
+
+/** Asks the daemon to shut down and waits until it is gone. */
+export async function replaceDaemon(config: LoadedConfig, client: DaemonClient, onNotice?: (msg: string) => void): Promise<DaemonInfo> {
+  const info = await tryInfo(client);
+  if (info) {
+    onNotice?.(`replacing bangerd ${info.buildId} (pid ${info.pid}) with build ${cliBuildId(config)}`);
+    await client.call('daemon.shutdown').catch(() => undefined);
+    if (!(await waitForDaemonGone(client, 10_000)) || !(await waitForPidGone(info.pid, 5000))) {
+      throw new CliError(`the old bangerd (pid ${info.pid}) did not shut down within 10 s; stop it with kill ${info.pid}`);
+    }
+  }
+  return startDaemonProcess(config, client);
 }
 
 /**

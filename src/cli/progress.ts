@@ -1,5 +1,4 @@
 // Shows an operation's progress phases on stderr, only when stderr is a TTY.
-import { randomUUID } from 'node:crypto';
 import type { DaemonClient } from './client.js';
 
 export interface ProgressHandle {
@@ -8,7 +7,7 @@ export interface ProgressHandle {
 }
 
 export async function showProgress(client: DaemonClient, enabled: boolean): Promise<ProgressHandle> {
-  const opId = randomUUID();
+  const opId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
   if (!enabled) return { opId, stop: () => {} };
   const started = Date.now();
   let phase = 'waiting for the daemon';

@@ -1,8 +1,30 @@
 // bangerd: the process entry point.
 import { startDaemon } from './compose.js';
 import { BangerError } from '../core/errors.js';
+import { VERSION, buildId } from '../core/build-info.js';
+
+const USAGE = `usage: bangerd [--help] [--version]
+
+The banger daemon. It serves the API on its Unix socket (BANGER_SOCKET, or
+$XDG_RUNTIME_DIR/banger/bangerd.sock) and logs to $XDG_STATE_HOME/banger/bangerd.log.
+The banger CLI starts it when needed; SIGTERM or "banger daemon stop" stops it
+(running VMs keep running).
+`;
 
 async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (args.includes('--version')) {
+    process.stdout.write(`${VERSION} (build ${buildId()})\n`);
+    return;
+  }
+  if (args.length > 0) {
+    process.stderr.write(`bangerd: unknown argument "${args[0]}"\n${USAGE}`);
+    process.exit(2);
+  }
   const running = await startDaemon();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.on(sig, () => void running.stop());

@@ -92,6 +92,14 @@ async function handle(daemon: Daemon, log: Logger, req: IncomingMessage, res: Se
   if (!parsed.success) {
     return sendError(res, 'invalid_argument', `invalid ${method} request: ${describeZodError(parsed.error)}`, { issues: parsed.error.issues.map((i) => ({ path: i.path, message: i.message })) });
   }
+  // A CLI of another build gets a refusal before anything happens; it replaces this daemon.
+  const build = req.headers['x-banger-build'];
+  if (typeof build === 'string' && build !== daemon.deps.buildId && method !== 'daemon.info' && method !== 'daemon.shutdown') {
+    return sendError(res, 'failed_precondition', `this bangerd is build ${daemon.deps.buildId}, the client is build ${build}; the client replaces it`, {
+      reason: 'stale_daemon',
+      buildId: daemon.deps.buildId,
+    });
+  }
   const opHeader = req.headers['x-banger-op'];
   const opId = typeof opHeader === 'string' && /^[A-Za-z0-9-]{1,64}$/.test(opHeader) ? opHeader : null;
   const started = Date.now();

@@ -5,7 +5,15 @@ import { mkdtempSync, rmSync, mkdirSync, writeFileSync, copyFileSync, existsSync
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-export const ROOT = resolve(import.meta.dirname, '../..');
+function findRoot(): string {
+  let dir = import.meta.dirname;
+  for (let i = 0; i < 5; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'bin/banger'))) return dir;
+    dir = resolve(dir, '..');
+  }
+  throw new Error(`cannot find the banger checkout above ${import.meta.dirname}`);
+}
+export const ROOT = findRoot();
 export const BANGER = join(ROOT, 'bin/banger');
 export const BANGERD = join(ROOT, 'bin/bangerd');
 export const STANDIN_DIR = join(ROOT, 'test/fc-standin');

@@ -1,6 +1,5 @@
 // banger vm create | ls | show | start | stop | restart | rm | ssh | logs
 import { Command } from 'commander';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VmView } from '../../core/models.js';
@@ -122,6 +121,7 @@ export function registerVm(program: Command, cli: CliContext): void {
       const keyPath = cli.getConfig().paths.sshKey;
       if (!existsSync(keyPath)) throw new CliError(`no SSH key at ${keyPath}; add an image first (banger image add) so that banger makes one`);
       const argv = sshArgv({ keyPath, guestIp: v.guestIp, command, tty: process.stdin.isTTY === true && command.length === 0 });
+      const { spawn } = await import('node:child_process');
       const code = await new Promise<number>((resolve, reject) => {
         const child = spawn(argv[0], argv.slice(1), { stdio: 'inherit' });
         child.on('error', (err) => reject(new CliError(`cannot run ssh: ${err.message}; install the OpenSSH client`)));
