@@ -8,6 +8,7 @@ import { buildId as embeddedBuildId } from '../core/build-info.js';
 import { FailedPreconditionError } from '../core/errors.js';
 import { systemClock, type Runner } from '../core/ports.js';
 import { ExecRunner } from '../host/runner.js';
+import { SudoRunner } from '../host/sudo-runner.js';
 import { openDatabase } from '../store/db.js';
 import { Store } from '../store/store.js';
 import { Daemon } from './daemon.js';
@@ -21,12 +22,14 @@ export function ensurePrivateDir(dir: string): void {
   chmodSync(dir, 0o700);
 }
 
-function isAlive(pid: number): boolean {
+/** True when pid is a live bangerd (not a zombie, not a pid reused by something else). */
+function isLiveDaemon(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z') return false;
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('bangerd');
+  } catch {
+    return false;
   }
 }
 
@@ -56,7 +59,7 @@ export async function claimSocket(socket: string): Promise<() => void> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const owner = Number.parseInt(readFileSync(lock, 'utf8').trim(), 10);
-      if (Number.isInteger(owner) && owner !== process.pid && isAlive(owner)) {
+      if (Number.isInteger(owner) && owner !== process.pid && isLiveDaemon(owner)) {
         throw new FailedPreconditionError(
           `another bangerd (pid ${owner}) already serves ${socket}; stop it with "banger daemon stop" or use another BANGER_SOCKET`,
         );
@@ -109,7 +112,8 @@ export async function startDaemon(opts: { env?: NodeJS.ProcessEnv; runner?: Runn
     release();
     throw err;
   }
-  const runner = opts.runner ?? new ExecRunner();
+  // Not root: the privileged tools go through passwordless sudo (docs/sudoers.md).
+  const runner = opts.runner ?? (process.getuid?.() === 0 ? new ExecRunner() : new SudoRunner(new ExecRunner()));
   const events = new EventBus();
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));

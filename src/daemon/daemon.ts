@@ -15,7 +15,7 @@ import type { Method, Params } from './schemas.js';
 import { KeyedLock } from './locks.js';
 import { Progress, findImage, findVm, vmView, type ServiceContext } from './service.js';
 import { addImage, deleteImage, type ImageDeps } from './image-ops.js';
-import { VmRuntime } from './vm-runtime.js';
+import { VmRuntime, type RuntimeOptions } from './vm-runtime.js';
 
 export interface DaemonDeps {
   store: Store;
@@ -29,8 +29,12 @@ export interface DaemonDeps {
   /** Called when daemon.shutdown is asked for; the server stops after answering. */
   requestShutdown: () => void;
   customizeRootfs: ImageDeps['customizeRootfs'];
-  runtime?: VmRuntime;
+  runtimeOptions?: Partial<RuntimeOptions>;
+  /** Set by the Daemon: the per-VM locks, shared with the runtime's watcher. */
+  locks?: KeyedLock;
 }
+
+export type RuntimeDeps = DaemonDeps & { locks: KeyedLock };
 
 export interface CallContext {
   opId: string | null;
@@ -46,7 +50,7 @@ export class Daemon {
 
   constructor(readonly deps: DaemonDeps) {
     this.ctx = { store: deps.store, events: deps.events, log: deps.log };
-    this.runtime = deps.runtime ?? new VmRuntime(deps);
+    this.runtime = new VmRuntime({ ...deps, locks: this.locks }, deps.runtimeOptions);
   }
 
   progress(call: CallContext, vmId: string | null): Progress {

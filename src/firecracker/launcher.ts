@@ -34,6 +34,8 @@ export interface LaunchedFirecracker {
   pid: number;
   /** Field 22 of /proc/<pid>/stat, recorded with the pid to tell a reused pid apart. */
   startTime: string;
+  /** Resolves with the exit status of what was spawned (Firecracker itself after the exec, or sudo, which relays it). */
+  exited?: Promise<{ code: number | null; signal: string | null }>;
 }
 
 export function pidFilePath(vmDir: string): string {
@@ -150,7 +152,7 @@ export async function launchFirecracker(opts: LaunchOptions): Promise<LaunchedFi
         // 3. GET / answers.
         try {
           await new FirecrackerClient(opts.apiSock, { timeoutMs: Math.max(50, Math.min(1_000, deadline - Date.now())) }).getInstanceInfo();
-          return real;
+          return { ...real, exited: child.exited };
         } catch {
           // Not listening yet (ECONNREFUSED between bind and listen), or slow: retry until the deadline.
         }
