@@ -157,6 +157,7 @@ export class Daemon {
         `disk size ${diskSizeBytes} bytes is smaller than image "${image.name}" (${image.rootfsSizeBytes} bytes); give --disk-size of at least that`,
       );
     }
+    await this.runtime.checkPool();
     const strategy = await this.runtime.diskStrategy();
     const id = newId();
     const progress = this.progress(call, id);

@@ -19,6 +19,7 @@ import { prepareCopyDisk, removeCopyDisk } from '../host/copy.js';
 import { selectStrategy } from '../host/rootdisk.js';
 import { setupNetwork, teardownNetwork } from '../host/network.js';
 import { waitForSshBanner } from '../host/ssh.js';
+import { checkPoolAgainstRoutes } from '../host/uplink.js';
 import type { RuntimeDeps as DaemonDeps } from './daemon.js';
 import { vmView, type Progress } from './service.js';
 import type { Params } from './schemas.js';
@@ -107,6 +108,11 @@ export class VmRuntime {
     const netIndex = firstFreeIndex(pool, used);
     const subnet = subnetForIndex(pool, netIndex);
     return { netIndex, hostIp: subnet.hostIp, guestIp: subnet.guestIp, tap: tapName(vmId), mac: macForGuestIp(subnet.guestIp) };
+  }
+
+  /** A pool that overlaps a route of the host (other than banger's own TAPs) is refused. */
+  async checkPool(): Promise<void> {
+    await checkPoolAgainstRoutes(this.deps.runner, parsePool(this.deps.settings.netPool));
   }
 
   private dir(vmId: string): string {

@@ -22,8 +22,8 @@ export function privilegedSkipReason(): string | null {
 export class HostNetns {
   readonly name = `bgt${randomBytes(3).toString('hex')}`;
   readonly uplink = 'up0';
-  readonly uplinkIp = '192.0.2.2';
-  readonly gatewayIp = '192.0.2.1';
+  readonly uplinkIp = '198.51.100.2';
+  readonly gatewayIp = '198.51.100.1';
 
   constructor() {
     sh(['ip', 'netns', 'add', this.name]);

@@ -207,6 +207,20 @@ describe.skipIf(skip !== null)('VM lifecycle against the Firecracker stand-in', 
     });
   }
 
+  it('refuses a create when the address pool overlaps a host route, and changes nothing', () => {
+    ns.exec(['ip', 'route', 'add', '172.16.9.0/24', 'via', ns.gatewayIp, 'dev', ns.uplink]);
+    try {
+      const before = json(['vm', 'ls']);
+      const r = cli(['vm', 'create', '--name', 'clash', '--image', 'base', '--no-start']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/172\.16\.9\.0\/24/);
+      expect(r.stderr).toMatch(/BANGER_NET_POOL/);
+      expect(json(['vm', 'ls'])).toEqual(before);
+    } finally {
+      ns.exec(['ip', 'route', 'del', '172.16.9.0/24']);
+    }
+  });
+
   it('refuses to remove a running VM without --force, and removes it with --force', () => {
     daemonWith({});
     const vm = json(['vm', 'start', 'dev']);
