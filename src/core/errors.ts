@@ -77,7 +77,10 @@ export class HostCommandError extends BangerError {
   }
 }
 
-/** Prefix an error's message with what was being done, keeping its code and it as the cause. */
+/**
+ * Prefix an error's message with what was being done, keeping it as the cause and keeping its
+ * kind: a wrapped FailedPreconditionError is still one; a wrapped HostCommandError keeps its code.
+ */
 export function wrapError(context: string, err: unknown): BangerError {
   let code: ErrorCode = 'internal';
   if (err instanceof BangerError) code = err.code;
@@ -85,9 +88,25 @@ export function wrapError(context: string, err: unknown): BangerError {
     const first = err.errors.find((x: unknown) => x instanceof BangerError) as BangerError | undefined;
     code = first?.code ?? 'internal';
   }
-  const e = new BangerError(`${context}: ${errorMessage(err)}`, { cause: err, details: err instanceof BangerError ? err.details : undefined });
-  Object.defineProperty(e, 'code', { value: code, enumerable: true });
-  return e;
+  const options = { cause: err, details: err instanceof BangerError ? err.details : undefined };
+  const message = `${context}: ${errorMessage(err)}`;
+  switch (code) {
+    case 'invalid_argument':
+      return new InvalidArgumentError(message, options);
+    case 'not_found':
+      return new NotFoundError(message, options);
+    case 'already_exists':
+      return new AlreadyExistsError(message, options);
+    case 'failed_precondition':
+      return new FailedPreconditionError(message, options);
+    case 'internal':
+      return new InternalError(message, options);
+    default: {
+      const e = new BangerError(message, options);
+      Object.defineProperty(e, 'code', { value: code, enumerable: true });
+      return e;
+    }
+  }
 }
 
 export function errorMessage(err: unknown): string {
