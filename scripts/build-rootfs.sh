@@ -132,6 +132,6 @@ used=$(du -s --block-size=1 --one-file-system "$root" | cut -f1)
 if ((used + used / 4 + (32 << 20) > size_bytes)); then
   fail "the tree takes $((used >> 20))M; --size $size is too small (try $(((used + used / 4 + (96 << 20)) >> 20))M or more)"
 fi
-mkfs.ext4 -q -F -L rootfs -d "$root" "$partial" "$size" >&2 || fail "mkfs.ext4 -d $root $partial $size failed"
+mkfs.ext4 -q -F -L rootfs -d "$root" "$partial" "$((size_bytes >> 10))K" >&2 || fail "mkfs.ext4 -d $root $partial $size failed"
 mv -f -- "$partial" "$out"
 phase 'done'

@@ -9,6 +9,8 @@ export interface RunOptions {
   /** Killed (SIGKILL) after this long; the result reports timedOut. Default 30 s. */
   timeoutMs?: number;
   env?: Record<string, string>;
+  /** Called with each chunk of stdout as it arrives (progress of long tools). */
+  onStdout?: (chunk: string) => void;
 }
 
 export interface RunResult {

@@ -23,7 +23,10 @@ export class ExecRunner implements Runner {
         timedOut = true;
         child.kill('SIGKILL');
       }, timeoutMs);
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        stdout += d;
+        options.onStdout?.(d);
+      });
       child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
       child.on('error', (cause) => {
         if (settled) return;
