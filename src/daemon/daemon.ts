@@ -192,7 +192,7 @@ export class Daemon {
       this.emitVm(vm.id);
       if (p.start ?? true) {
         await this.runtime.start(vm.id, progress);
-        if (p.waitSsh) await this.runtime.waitSsh(vm.id, progress);
+        if (p.waitSsh) await this.runtime.waitSsh(vm.id, progress, (p.waitSshTimeoutSeconds ?? 120) * 1000);
       }
       return vmView(this.ctx, store.getVm(vm.id)!);
     });

@@ -21,6 +21,7 @@ export const schemas = {
     nat: z.boolean().optional(),
     start: z.boolean().optional(),
     waitSsh: z.boolean().optional(),
+    waitSshTimeoutSeconds: z.number().int().min(1).max(3600).optional(),
   }),
   'vm.start': z.strictObject({ vm: ref }),
   'vm.restart': z.strictObject({ vm: ref, timeoutSeconds: z.number().min(0).max(3600).optional() }),

@@ -220,11 +220,11 @@ export class VmRuntime {
     this.ensureWatching();
   }
 
-  async waitSsh(vmId: string, progress: Progress): Promise<void> {
+  async waitSsh(vmId: string, progress: Progress, timeoutMs = WAIT_SSH_TIMEOUT_MS): Promise<void> {
     const vm = this.store.getVm(vmId)!;
     progress.phase('ssh.wait', `waiting for sshd on ${vm.guestIp}:22`);
     try {
-      await waitForSshBanner(vm.guestIp, 22, { timeoutMs: WAIT_SSH_TIMEOUT_MS });
+      await waitForSshBanner(vm.guestIp, 22, { timeoutMs });
     } catch (err) {
       throw wrapError(`VM ${vm.name} is running, but its SSH server did not answer (see banger vm logs ${vm.name})`, err);
     }

@@ -207,6 +207,34 @@ describe.skipIf(skip !== null)('VM lifecycle against the Firecracker stand-in', 
     });
   }
 
+  it('--wait-ssh waits for the SSH banner, and times out clearly when none comes', async () => {
+    daemonWith({});
+    const probe = json(['vm', 'create', '--name', 'sshy', '--image', 'base', '--no-start']);
+    expect(cli(['vm', 'rm', 'sshy']).code).toBe(0);
+    // Stand in for the guest's sshd: the guest address on the namespace's loopback, a server that
+    // sends its banner only after a while.
+    ns.exec(['ip', 'addr', 'add', `${probe.guestIp}/32`, 'dev', 'lo']);
+    const { spawn } = await import('node:child_process');
+    const server = spawn('ip', ['netns', 'exec', ns.name, process.execPath, '-e',
+      `require('net').createServer((s) => setTimeout(() => s.end('SSH-2.0-OpenSSH_9.2p1 test\\r\\n'), 300)).listen(22, '${probe.guestIp}', () => console.log('listening'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()));
+      const vm = json(['vm', 'create', '--name', 'sshy', '--image', 'base', '--wait-ssh']);
+      expect(vm.guestIp).toBe(probe.guestIp);
+      expect(vm.state).toBe('running');
+      expect(cli(['vm', 'rm', '--force', 'sshy']).code).toBe(0);
+    } finally {
+      server.kill('SIGKILL');
+      ns.exec(['ip', 'addr', 'del', `${probe.guestIp}/32`, 'dev', 'lo']);
+    }
+    const t = Date.now();
+    const r = cli(['vm', 'create', '--name', 'mute', '--image', 'base', '--wait-ssh', '--wait-ssh-timeout', '2']);
+    expect(r.code).toBe(1);
+    expect(Date.now() - t).toBeGreaterThanOrEqual(2000);
+    expect(r.stderr).toMatch(/VM mute is running, but its SSH server did not answer .*no SSH banner from 172\.16\.\d+\.\d+:22 after 2\.\ds/);
+    expect(cli(['vm', 'rm', '--force', 'mute']).code).toBe(0);
+  });
+
   it('refuses a create when the address pool overlaps a host route, and changes nothing', () => {
     ns.exec(['ip', 'route', 'add', '172.16.9.0/24', 'via', ns.gatewayIp, 'dev', ns.uplink]);
     try {

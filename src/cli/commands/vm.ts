@@ -73,12 +73,13 @@ export function registerVm(program: Command, cli: CliContext): void {
     .option('--no-nat', 'no outbound NAT for this VM')
     .option('--no-start', 'create it stopped')
     .option('--wait-ssh', "wait until the guest's sshd answers")
+    .option('--wait-ssh-timeout <seconds>', 'how long --wait-ssh waits', intFlag('--wait-ssh-timeout', 1, 3600), 120)
     .option('--json', 'print the VM as JSON')
-    .action(async (o: { name?: string; image: string; vcpus?: number; memory?: number; diskSize?: number; nat: boolean; start: boolean; waitSsh?: boolean; json?: boolean }) => {
+    .action(async (o: { name?: string; image: string; vcpus?: number; memory?: number; diskSize?: number; nat: boolean; start: boolean; waitSsh?: boolean; waitSshTimeout: number; json?: boolean }) => {
       if (o.name !== undefined) checkName('VM name', o.name);
       const created = await cli.call<VmView>(
         'vm.create',
-        { name: o.name, image: o.image, vcpus: o.vcpus, memoryMib: o.memory, diskSizeBytes: o.diskSize, nat: o.nat, start: o.start, waitSsh: o.waitSsh ?? false },
+        { name: o.name, image: o.image, vcpus: o.vcpus, memoryMib: o.memory, diskSizeBytes: o.diskSize, nat: o.nat, start: o.start, waitSsh: o.waitSsh ?? false, waitSshTimeoutSeconds: o.waitSsh ? o.waitSshTimeout : undefined },
         { progress: true },
       );
       printOne(created, o.json);
