@@ -1,6 +1,6 @@
 // Starting and killing Firecracker processes. The pid banger records is Firecracker's own, never
 // a wrapper's, and is always checked against its start time and --id before it is signalled.
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { FailedPreconditionError, InternalError, errorMessage } from '../core/errors.js';
 import type { Runner, SpawnedProcess } from '../core/ports.js';
@@ -140,14 +140,15 @@ export async function launchFirecracker(opts: LaunchOptions): Promise<LaunchedFi
       await sleep(POLL_MS);
     }
 
-    // 2. The socket appears; under sudo it is root's until handed to the daemon's user.
-    let chowned = !opts.useSudo;
+    // 2. The socket appears; under sudo it is root's until handed to the daemon's user. Then 0600 (SPEC 2).
+    let owned = false;
     for (;;) {
       if (!isSameProcess(real.pid, real.startTime, opts.vmId) || spawned.exit) throw await exitedEarly('before its API answered');
       if (existsSync(opts.apiSock)) {
-        if (!chowned) {
-          await opts.runner.run(['sudo', '-n', 'chown', `${opts.uid}:${opts.gid}`, opts.apiSock]);
-          chowned = true;
+        if (!owned) {
+          if (opts.useSudo) await opts.runner.run(['sudo', '-n', 'chown', `${opts.uid}:${opts.gid}`, opts.apiSock]);
+          chmodSync(opts.apiSock, 0o600);
+          owned = true;
         }
         // 3. GET / answers.
         try {
