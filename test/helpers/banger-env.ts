@@ -62,8 +62,9 @@ export class BangerEnv {
   }
 
   /** Runs the built CLI synchronously. */
-  cli(args: string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number; prefix?: string[] } = {}): RunResult {
-    const argv = [...(opts.prefix ?? []), process.execPath, BANGER, ...args];
+  cli(args: string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number; prefix?: string[]; raw?: boolean } = {}): RunResult {
+    // raw: the prefix is the whole command (for wrappers such as script(1) that take a command string)
+    const argv = opts.raw ? (opts.prefix ?? []) : [...(opts.prefix ?? []), process.execPath, BANGER, ...args];
     const r: SpawnSyncReturns<string> = spawnSync(argv[0], argv.slice(1), {
       env: { ...this.env, ...opts.env },
       input: opts.input ?? '',

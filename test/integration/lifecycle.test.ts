@@ -113,6 +113,29 @@ describe.skipIf(skip !== null)('VM lifecycle against the Firecracker stand-in', 
     expect(cli(['vm', 'logs', 'dev']).stdout.length).toBeGreaterThan(0);
   });
 
+  it('shows progress phases with elapsed time on a TTY, and follows the console with logs -f', async () => {
+    // script(1) gives the CLI a pseudo-terminal, as a user's shell would.
+    const shellQuote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+    const cmd = [process.execPath, join(process.cwd(), 'bin/banger'), 'vm', 'restart', 'dev'].map(shellQuote).join(' ');
+    const r = env.cli([], { prefix: [...ns.prefix, 'script', '-qec', cmd, '/dev/null'], raw: true });
+    expect(r.code, r.stdout).toBe(0);
+    for (const phase of ['vmm.ctrl-alt-del', 'disk.attach', 'net.setup', 'vmm.spawn', 'vmm.configure', 'vmm.start']) {
+      expect(r.stdout).toMatch(new RegExp(`${phase.replace('.', '\\.')}[^\\r]* \\d+\\.\\ds`));
+    }
+    const { spawn } = await import('node:child_process');
+    const follow = spawn(ns.prefix[0], [...ns.prefix.slice(1), process.execPath, join(process.cwd(), 'bin/banger'), 'vm', 'logs', '-f', 'dev'], {
+      env: env.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let seen = '';
+    follow.stdout.on('data', (d) => (seen += d));
+    try {
+      await until('console output', () => seen.length > 0, 5000);
+    } finally {
+      follow.kill('SIGINT');
+    }
+  });
+
   it('stops gracefully through Ctrl-Alt-Del and releases everything', () => {
     const vm = json(['vm', 'show', 'dev']);
     const t = Date.now();
