@@ -101,7 +101,8 @@ describe.skipIf(skip !== null)('the unprivileged mode: the daemon as an ordinary
   let rootDir: string;
   /** Where the user runs banger from: the checkout, or a copy when the user cannot read it. */
   let app = ROOT;
-  let ignoringWrapper: string;
+  /** Stand-in wrappers with a behaviour switch set. */
+  const wrappers = { ignoring: '', crashing: '', socketless: '' };
   let record: string;
   let sudoLog: string;
 
@@ -115,6 +116,12 @@ describe.skipIf(skip !== null)('the unprivileged mode: the daemon as an ordinary
     const r = asUser([...args, '--json'], extra);
     if (r.code !== 0) throw new Error(`banger ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     return JSON.parse(r.stdout) as T;
+  };
+  /** Restarts the daemon (as the user) with another Firecracker binary. */
+  const daemonWith = (firecracker: string) => {
+    expect(asUser(['daemon', 'stop']).code).toBe(0);
+    const r = asUser(['daemon', 'start'], { BANGER_FIRECRACKER: firecracker });
+    expect(r.code, r.stderr).toBe(0);
   };
   const apiSocket = (vmId: string) => join(env.env.XDG_RUNTIME_DIR, 'banger', 'vms', `${vmId}.sock`);
   /** Commands the user ran through sudo, from sudo's own log ("... ; COMMAND=/usr/bin/kill -9 42"). */
@@ -173,20 +180,25 @@ describe.skipIf(skip !== null)('the unprivileged mode: the daemon as an ordinary
       }
       const standin = join(app, 'test/fc-standin/firecracker');
 
-      // sudo resets the environment, so a stand-in switch travels in a wrapper of its own.
-      ignoringWrapper = join(rootDir, 'firecracker-ignoring-ctrl-alt-del');
-      writeFileSync(
-        ignoringWrapper,
-        `#!/bin/sh\nFC_STANDIN_CTRLALTDEL=ignore FC_STANDIN_RECORD=${record}\nexport FC_STANDIN_CTRLALTDEL FC_STANDIN_RECORD\nexec ${standin} "$@"\n`,
-        { mode: 0o755 },
-      );
+      // sudo resets the environment, so each stand-in switch travels in a wrapper of its own.
+      const switches: Record<keyof typeof wrappers, string> = {
+        ignoring: 'FC_STANDIN_CTRLALTDEL=ignore',
+        crashing: 'FC_STANDIN_CRASH_AFTER_MS=300',
+        socketless: 'FC_STANDIN_NO_SOCKET=1',
+      };
+      for (const [name, assignment] of Object.entries(switches) as [keyof typeof wrappers, string][]) {
+        wrappers[name] = join(rootDir, `firecracker-${name}`);
+        const vars = `${assignment} FC_STANDIN_RECORD=${record}`;
+        const names = vars.split(' ').map((v) => v.split('=')[0]).join(' ');
+        writeFileSync(wrappers[name], `#!/bin/sh\n${vars}\nexport ${names}\nexec ${standin} "$@"\n`, { mode: 0o755 });
+      }
 
       // Exactly the tools banger runs through sudo, plus sh (the pid-file wrapper) and the two stand-ins.
       const commands = [...PRIVILEGED_TOOLS, 'sh'].map((t) => findOnPath(t)!);
       const sudoers =
         `# banger unprivileged-mode test (${user}); removed when the test ends\n` +
         `Defaults:${user} logfile=${sudoLog}, loglinelen=0, !syslog\n` +
-        `${user} ALL=(root) NOPASSWD: ${[...commands, standin, ignoringWrapper].join(', ')}\n`;
+        `${user} ALL=(root) NOPASSWD: ${[...commands, standin, ...Object.values(wrappers)].join(', ')}\n`;
       const draft = join(rootDir, 'sudoers');
       writeFileSync(draft, sudoers, { mode: 0o440 });
       sh(['visudo', '-cf', draft]);
@@ -273,9 +285,7 @@ describe.skipIf(skip !== null)('the unprivileged mode: the daemon as an ordinary
   });
 
   it('stop kills the root Firecracker through sudo when the guest ignores Ctrl-Alt-Del', () => {
-    expect(asUser(['daemon', 'stop']).code).toBe(0);
-    const started = asUser(['daemon', 'start'], { BANGER_FIRECRACKER: ignoringWrapper });
-    expect(started.code, started.stderr).toBe(0);
+    daemonWith(wrappers.ignoring);
     const vm = json(['vm', 'start', 'dev']);
     expect(vm.state).toBe('running');
     expect(procUid(vm.pid)).toBe(0);
@@ -291,7 +301,48 @@ describe.skipIf(skip !== null)('the unprivileged mode: the daemon as an ordinary
     hostHoldsNothingOf(vm);
   });
 
+  it('a daemon SIGKILLed and started again adopts the root Firecracker with the same pid', async () => {
+    daemonWith(env.env.BANGER_FIRECRACKER);
+    const vm = json(['vm', 'start', 'dev']);
+    const daemonPid = env.daemonPid()!;
+    process.kill(daemonPid, 'SIGKILL');
+    for (let i = 0; i < 100 && isAlive(daemonPid); i++) await sleep(20);
+    const after = json(['vm', 'show', 'dev']);
+    expect(env.daemonPid()).not.toBe(daemonPid);
+    expect(procUid(env.daemonPid()!)).toBe(uid);
+    expect(after).toMatchObject({ state: 'running', pid: vm.pid });
+    expect(json(['vm', 'stop', 'dev']).state).toBe('stopped');
+    expect(isAlive(vm.pid)).toBe(false);
+    hostHoldsNothingOf(vm);
+  });
+
+  it('notices a root Firecracker that exits on its own, with the exit code that sudo relays', async () => {
+    daemonWith(wrappers.crashing);
+    const vm = json(['vm', 'start', 'dev']);
+    let crashed: any = null;
+    for (let i = 0; i < 60 && crashed === null; i++) {
+      const v = json(['vm', 'show', 'dev']);
+      if (v.state === 'error') crashed = v;
+      else await sleep(50);
+    }
+    expect(crashed?.lastError).toMatch(/firecracker \(pid \d+\) exited with code 3/);
+    expect(crashed.pid).toBeNull();
+    hostHoldsNothingOf(vm);
+  });
+
+  it('a launch whose API socket never appears kills sudo and Firecracker, and leaves nothing', () => {
+    daemonWith(wrappers.socketless);
+    const r = asUser(['vm', 'start', 'dev']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/vmm\.spawn/);
+    const vm = json(['vm', 'show', 'dev']);
+    expect(vm).toMatchObject({ state: 'error', pid: null });
+    // pgrep -f "--id <vm id>" matches sudo's command line too.
+    hostHoldsNothingOf(vm);
+  });
+
   it('removes a running VM with --force through sudo, leaving nothing', () => {
+    daemonWith(env.env.BANGER_FIRECRACKER);
     const vm = json(['vm', 'start', 'dev']);
     expect(procUid(vm.pid)).toBe(0);
     const r = asUser(['vm', 'rm', '--force', 'dev']);
