@@ -220,6 +220,11 @@ describe.skipIf(skip !== null)('VM lifecycle against the Firecracker stand-in', 
       const r = cli(['vm', 'start', 'dev']);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/^banger: starting VM dev: /);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      if (!extra.FC_STANDIN_NO_SOCKET) {
+        const verbose = cli(['--verbose', 'vm', 'start', 'dev']);
+        expect(verbose.stderr).toMatch(/\n  caused by: /);
+      }
       expect(r.stderr).toMatch(pattern);
       const vm = json(['vm', 'show', 'dev']);
       expect(vm.state).toBe('error');
