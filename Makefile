@@ -5,7 +5,11 @@ ROOT := $(abspath .)
 
 .PHONY: build install uninstall test bench
 
-build:
+node_modules: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch node_modules
+
+build: node_modules
 	npm run build
 
 install: build
@@ -16,7 +20,7 @@ install: build
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/banger $(DESTDIR)$(BINDIR)/bangerd
 
-test:
+test: node_modules
 	npm test
 
 bench:
