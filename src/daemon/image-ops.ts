@@ -7,7 +7,7 @@ import { AlreadyExistsError, FailedPreconditionError, wrapError } from '../core/
 import { newId } from '../core/names.js';
 import { imageDir, type Paths } from '../core/paths.js';
 import type { Runner } from '../core/ports.js';
-import { checkKernel, checkRootfs } from '../core/image-check.js';
+import { checkKernel, checkReadable, checkRootfs } from '../core/image-check.js';
 import type { Store } from '../store/store.js';
 import { findImage, type Progress } from './service.js';
 
@@ -27,38 +27,34 @@ export interface AddImageRequest {
   bootArgs?: string;
 }
 
-export async function addImage(deps: ImageDeps, req: AddImageRequest, progress: Progress): Promise<Image> {
-  if (deps.store.listImages().some((i) => i.name === req.name)) {
-    throw new AlreadyExistsError(`image "${req.name}" already exists; pick another name or remove it with banger image rm ${req.name}`);
-  }
-  progress.phase('image.check');
-  await checkKernel(req.kernel);
-  await checkRootfs(req.rootfs);
-  if (req.initrd) await checkReadableFile(req.initrd, 'initrd');
+export interface ImageFiles {
+  kernelPath: string;
+  rootfsPath: string;
+  initrdPath: string | null;
+  bootArgs: string;
+}
 
+/**
+ * Makes an image: a fresh directory that fill() puts the files into, the rootfs customized, the
+ * record inserted last. Any failure removes the directory, so nothing is left and nothing registered.
+ */
+export async function createImage(
+  deps: ImageDeps,
+  name: string,
+  progress: Progress,
+  fill: (dir: string) => Promise<ImageFiles>,
+): Promise<Image> {
+  if (deps.store.listImages().some((i) => i.name === name)) {
+    throw new AlreadyExistsError(`image "${name}" already exists; pick another name or remove it with banger image rm ${name}`);
+  }
   const id = newId();
   const dir = imageDir(deps.paths, id);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   try {
-    const kernelPath = join(dir, 'vmlinux');
-    const rootfsPath = join(dir, 'rootfs.ext4');
-    const initrdPath = req.initrd ? join(dir, 'initrd.img') : null;
-    progress.phase('image.copy');
-    await copyFile(deps.runner, req.kernel, kernelPath);
-    await copyFile(deps.runner, req.rootfs, rootfsPath);
-    if (req.initrd && initrdPath) await copyFile(deps.runner, req.initrd, initrdPath);
+    const files = await fill(dir);
     progress.phase('image.customize');
-    await deps.customizeRootfs(rootfsPath, progress);
-    const image: Image = {
-      id,
-      name: req.name,
-      kernelPath,
-      rootfsPath,
-      initrdPath,
-      bootArgs: (req.bootArgs ?? '').trim().split(/\s+/).filter(Boolean).join(' '),
-      rootfsSizeBytes: statSync(rootfsPath).size,
-      createdAt: new Date().toISOString(),
-    };
+    await deps.customizeRootfs(files.rootfsPath, progress);
+    const image: Image = { id, name, ...files, rootfsSizeBytes: statSync(files.rootfsPath).size, createdAt: new Date().toISOString() };
     deps.store.insertImage(image);
     progress.phase('image.registered');
     return image;
@@ -68,9 +64,27 @@ export async function addImage(deps: ImageDeps, req: AddImageRequest, progress: 
   }
 }
 
-async function checkReadableFile(path: string, what: string): Promise<void> {
-  const { checkReadable } = await import('../core/image-check.js');
-  await checkReadable(path, what);
+export async function addImage(deps: ImageDeps, req: AddImageRequest, progress: Progress): Promise<Image> {
+  if (deps.store.listImages().some((i) => i.name === req.name)) {
+    throw new AlreadyExistsError(`image "${req.name}" already exists; pick another name or remove it with banger image rm ${req.name}`);
+  }
+  progress.phase('image.check');
+  await checkKernel(req.kernel);
+  await checkRootfs(req.rootfs);
+  if (req.initrd) await checkReadable(req.initrd, 'initrd');
+  return createImage(deps, req.name, progress, async (dir) => {
+    const files: ImageFiles = {
+      kernelPath: join(dir, 'vmlinux'),
+      rootfsPath: join(dir, 'rootfs.ext4'),
+      initrdPath: req.initrd ? join(dir, 'initrd.img') : null,
+      bootArgs: (req.bootArgs ?? '').trim().split(/\s+/).filter(Boolean).join(' '),
+    };
+    progress.phase('image.copy');
+    await copyFile(deps.runner, req.kernel, files.kernelPath);
+    await copyFile(deps.runner, req.rootfs, files.rootfsPath);
+    if (req.initrd && files.initrdPath) await copyFile(deps.runner, req.initrd, files.initrdPath);
+    return files;
+  });
 }
 
 /** Copies sparsely, reflinking where the filesystem allows. */
