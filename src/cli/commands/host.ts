@@ -4,6 +4,7 @@ import type { CliContext } from '../context.js';
 import { printJson } from '../output.js';
 import { CliError } from '../errors.js';
 
+/** One answer of host.doctor (src/daemon/host-checks.ts). */
 export interface DoctorCheck {
   name: string;
   status: 'ok' | 'warn' | 'fail';
@@ -11,6 +12,7 @@ export interface DoctorCheck {
   fix?: string;
 }
 
+/** One finding of host.gc: removed, or why not. */
 export interface GcItem {
   kind: string;
   handle: string;
@@ -25,7 +27,7 @@ export function registerHost(program: Command, cli: CliContext): void {
     .description('check host prerequisites, each with how to fix it')
     .option('--json', 'print the checks as JSON')
     .action(async (o: { json?: boolean }) => {
-      const report = await cli.call<{ checks: DoctorCheck[]; strategy?: string }>('host.doctor', {});
+      const report = await cli.call<{ checks: DoctorCheck[]; strategy: string | null }>('host.doctor', {});
       if (o.json) printJson(report);
       else {
         const mark = { ok: 'ok  ', warn: 'warn', fail: 'FAIL' } as const;
@@ -33,6 +35,8 @@ export function registerHost(program: Command, cli: CliContext): void {
           process.stdout.write(`${mark[c.status]}  ${c.name}: ${c.message}\n`);
           if (c.fix && c.status !== 'ok') process.stdout.write(`      fix: ${c.fix}\n`);
         }
+        const count = (s: DoctorCheck['status']) => report.checks.filter((c) => c.status === s).length;
+        process.stdout.write(`\n${count('ok')} ok, ${count('warn')} warnings, ${count('fail')} failed\n`);
       }
       if (report.checks.some((c) => c.status === 'fail')) process.exitCode = 1;
     });
@@ -43,13 +47,19 @@ export function registerHost(program: Command, cli: CliContext): void {
     .option('--json', 'print the findings as JSON')
     .action(async (o: { dryRun?: boolean; json?: boolean }) => {
       const res = await cli.call<{ items: GcItem[] }>('host.gc', { dryRun: o.dryRun ?? false }, { progress: true });
-      if (o.json) return printJson(res);
+      const hasErrors = res.items.some((i) => i.error);
+      if (o.json) {
+        printJson(res);
+        if (hasErrors) process.exitCode = 1;
+        return;
+      }
       if (res.items.length === 0) process.stdout.write('nothing to collect\n');
       for (const it of res.items) {
-        const what = o.dryRun ? 'would remove' : it.removed ? 'removed' : `failed (${it.error})`;
+        const isRow = it.kind === 'journal';
+        const what = o.dryRun ? (isRow ? 'would forget' : 'would remove') : it.removed ? (isRow ? 'forgot' : 'removed') : `failed (${it.error})`;
         process.stdout.write(`${what}: ${it.kind} ${it.handle}${it.detail ? ` (${it.detail})` : ''}\n`);
       }
-      if (res.items.some((i) => i.error)) throw new CliError('some leftovers could not be removed; see above');
+      if (hasErrors) throw new CliError('some leftovers could not be removed; see above, and bangerd.log');
     });
   program
     .command('tui')
