@@ -192,10 +192,9 @@ export const DOCTOR_CHECKS: CheckDef[] = [
     fallbackFix: `run it by hand: firecracker --version; install it from ${FIRECRACKER_RELEASES}`,
     run: async (env, toolTimeoutMs) => {
       const bin = env.settings.firecracker;
-      const where = bin.includes('/') ? bin : `${bin} on PATH`;
       const installFix = `install Firecracker from ${FIRECRACKER_RELEASES} (the firecracker binary onto PATH), or set BANGER_FIRECRACKER to its path`;
       const path = await env.probes.which(bin);
-      if (path === null) return fail(`${where} not found (BANGER_FIRECRACKER=${bin})`, installFix);
+      if (path === null) return fail(`${bin} was not found${bin.includes('/') ? '' : ' on PATH'}`, installFix);
       let res;
       try {
         res = await env.runner.run([bin, '--version'], { check: false, timeoutMs: toolTimeoutMs });
