@@ -252,7 +252,9 @@ export class VmRuntime {
       await this.release(vm);
     } catch (err) {
       const failure = wrapError(`stopping VM ${vm.name}`, err);
-      this.setState(vmId, { state: 'error', lastError: failure.message });
+      // The record keeps a pid only while that Firecracker still runs (the kill may have failed).
+      const alive = vm.pid !== null && vm.pidStartTime !== null && isSameProcess(vm.pid, vm.pidStartTime, vm.id);
+      this.setState(vmId, { state: 'error', lastError: failure.message, ...(alive ? {} : { pid: null, pidStartTime: null }) });
       throw failure;
     }
     this.setState(vmId, { state: 'stopped', pid: null, pidStartTime: null });
