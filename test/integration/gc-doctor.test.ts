@@ -1,0 +1,213 @@
+// banger gc and banger doctor as a user runs them: the built CLI and a real daemon. gc runs inside
+// a throwaway network namespace, against leftovers made by hand there (a TAP, tagged iptables
+// rules, a real loop device on a file under the state dir, a stray Firecracker stand-in, a stale
+// socket) next to a running VM that must come through untouched. doctor runs against the real host.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BangerEnv, STANDIN_DIR, makeImageFiles, isAlive } from '../helpers/banger-env.js';
+import { HostNetns, privilegedSkipReason } from '../helpers/netns.js';
+import { findFirecrackerProcesses, readCmdline } from '../../src/firecracker/proc.js';
+
+const skip = privilegedSkipReason();
+if (skip) console.warn(`skipping gc tests: ${skip}`);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const fakeId = () => randomBytes(6).toString('hex');
+
+async function until<T>(what: string, fn: () => T | undefined | null | false, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** Loop devices attached to FILE, from the real losetup. */
+function loopsOn(file: string): string[] {
+  const r = spawnSync('losetup', ['-j', file], { encoding: 'utf8' });
+  return (r.stdout ?? '')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(':')[0]);
+}
+
+interface GcItem {
+  kind: string;
+  handle: string;
+  detail?: string;
+  removed: boolean;
+  error?: string;
+}
+
+describe.skipIf(skip !== null)('gc against real leftovers in a network namespace', () => {
+  let ns: HostNetns;
+  let env: BangerEnv;
+  let vm: any;
+  let loopFile = '';
+  let stray: ChildProcess | null = null;
+  const ids = { tap: fakeId(), rule: fakeId(), loop: fakeId(), proc: fakeId(), sock: fakeId() };
+  const leftovers = { loop: '', strayPid: 0, straySock: '', staleSock: '' };
+
+  const cli = (args: string[]) => env.cli(args, { prefix: ns.prefix });
+  const json = <T = any>(args: string[]) => {
+    const r = cli([...args, '--json']);
+    if (r.code !== 0) throw new Error(`banger ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  };
+  const sockets = () => join(env.env.XDG_RUNTIME_DIR, 'banger', 'vms');
+  const lines = (items: GcItem[]) => items.map((i) => `${i.kind} ${i.handle}`).sort();
+
+  beforeAll(async () => {
+    ns = new HostNetns();
+    env = new BangerEnv({ BANGER_BUILD_ID: 'gc-doctor-test' });
+    const files = makeImageFiles(join(env.dir, 'src'), 16);
+    const r = cli(['image', 'add', 'base', '--kernel', files.kernel, '--rootfs', files.rootfs]);
+    expect(r.code, r.stderr).toBe(0);
+    vm = json(['vm', 'create', '--name', 'keep', '--image', 'base']);
+    expect(vm.state).toBe('running');
+
+    // Leftovers, each named like banger's and owned by no VM.
+    ns.exec(['ip', 'tuntap', 'add', 'dev', `bg${ids.tap}`, 'mode', 'tap']);
+    const tag = ['-m', 'comment', '--comment', `banger:${ids.rule}`];
+    ns.exec(['iptables', '-w', '-t', 'nat', '-A', 'POSTROUTING', '-s', '10.99.0.2/32', '-o', ns.uplink, ...tag, '-j', 'MASQUERADE']);
+    ns.exec(['iptables', '-w', '-A', 'FORWARD', '-i', `bg${ids.rule}`, '-o', ns.uplink, ...tag, '-j', 'ACCEPT']);
+
+    mkdirSync(join(env.stateDir, 'vms', ids.loop), { recursive: true });
+    loopFile = join(env.stateDir, 'vms', ids.loop, 'cow.img');
+    writeFileSync(loopFile, Buffer.alloc(1024 * 1024));
+    const lo = spawnSync('losetup', ['--find', '--show', loopFile], { encoding: 'utf8' });
+    expect(lo.status, lo.stderr).toBe(0);
+    leftovers.loop = lo.stdout.trim();
+
+    leftovers.straySock = join(sockets(), `${ids.proc}.sock`);
+    stray = spawn(join(STANDIN_DIR, 'firecracker'), ['--api-sock', leftovers.straySock, '--id', ids.proc], { stdio: 'ignore' });
+    await until('the stray stand-in to serve its socket', () => existsSync(leftovers.straySock));
+    leftovers.strayPid = stray.pid!;
+    expect(findFirecrackerProcesses().map((p) => p.pid)).toContain(leftovers.strayPid);
+
+    leftovers.staleSock = join(sockets(), `${ids.sock}.sock`);
+    writeFileSync(leftovers.staleSock, '');
+  });
+
+  afterAll(async () => {
+    try {
+      // Only loops still on our own file: the device number may serve someone else by now.
+      if (loopFile) for (const dev of loopsOn(loopFile)) spawnSync('losetup', ['-d', dev]);
+      if (stray?.pid && readCmdline(stray.pid)?.includes(ids.proc)) stray.kill('SIGKILL');
+    } finally {
+      await env?.cleanup();
+      ns?.destroy();
+    }
+  });
+
+  it('lists exactly the leftovers on a dry run, and removes nothing', () => {
+    const res = json<{ dryRun: boolean; items: GcItem[] }>(['gc', '--dry-run']);
+    expect(res.dryRun).toBe(true);
+    expect(lines(res.items)).toEqual(
+      [
+        `process ${leftovers.strayPid}`,
+        `loop ${leftovers.loop}`,
+        `nat -t filter -A FORWARD -i bg${ids.rule} -o ${ns.uplink} -m comment --comment banger:${ids.rule} -j ACCEPT`,
+        `nat -t nat -A POSTROUTING -s 10.99.0.2/32 -o ${ns.uplink} -m comment --comment banger:${ids.rule} -j MASQUERADE`,
+        `tap bg${ids.tap}`,
+        `socket ${leftovers.straySock}`,
+        `socket ${leftovers.staleSock}`,
+      ].sort(),
+    );
+    expect(res.items.find((i) => i.kind === 'loop')?.detail).toBe(loopFile);
+    expect(res.items.every((i) => i.removed === false && !i.error)).toBe(true);
+
+    expect(ns.links()).toContain(`bg${ids.tap}`);
+    expect(ns.rules().filter((r) => r.includes(`banger:${ids.rule}`))).toHaveLength(2);
+    expect(loopsOn(loopFile)).toEqual([leftovers.loop]);
+    expect(isAlive(leftovers.strayPid)).toBe(true);
+    expect(existsSync(leftovers.staleSock)).toBe(true);
+
+    // The human form says the same, one line each.
+    const human = cli(['gc', '--dry-run']);
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout.trim().split('\n')).toHaveLength(7);
+    expect(human.stdout).toContain(`would remove: tap bg${ids.tap}`);
+  });
+
+  it('removes every leftover and leaves the running VM its TAP, rules, socket and process', async () => {
+    const res = json<{ items: GcItem[] }>(['gc']);
+    expect(res.items).toHaveLength(7);
+    expect(res.items.filter((i) => !i.removed || i.error)).toEqual([]);
+
+    expect(ns.links()).not.toContain(`bg${ids.tap}`);
+    expect(ns.rules().filter((r) => r.includes(`banger:${ids.rule}`))).toEqual([]);
+    expect(loopsOn(loopFile)).toEqual([]);
+    await until('the stray stand-in to die', () => !isAlive(leftovers.strayPid));
+    expect(existsSync(leftovers.straySock)).toBe(false);
+    expect(existsSync(leftovers.staleSock)).toBe(false);
+
+    const after = json(['vm', 'show', 'keep']);
+    expect(after).toMatchObject({ state: 'running', pid: vm.pid });
+    expect(isAlive(vm.pid)).toBe(true);
+    expect(ns.links()).toContain(vm.tap);
+    expect(ns.rules().filter((r) => r.includes(`banger:${vm.id}`))).toHaveLength(3);
+    expect(existsSync(join(sockets(), `${vm.id}.sock`))).toBe(true);
+  });
+
+  it('finds nothing the second time', () => {
+    expect(json<{ items: GcItem[] }>(['gc']).items).toEqual([]);
+    const human = cli(['gc']);
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toBe('nothing to collect\n');
+    // And the VM still stops cleanly, holding nothing afterwards.
+    expect(json(['vm', 'stop', 'keep']).state).toBe('stopped');
+    expect(json<{ items: GcItem[] }>(['gc', '--dry-run']).items).toEqual([]);
+  });
+});
+
+describe('doctor against the real host', () => {
+  let env: BangerEnv;
+  beforeAll(() => {
+    env = new BangerEnv({ BANGER_BUILD_ID: 'gc-doctor-test' });
+  });
+  afterAll(async () => {
+    await env?.cleanup();
+  });
+
+  it('answers every check with a status, and a fix for each that is not ok', () => {
+    const r = env.cli(['doctor', '--json']);
+    expect([0, 1]).toContain(r.code);
+    const report = JSON.parse(r.stdout) as { checks: { name: string; status: string; message: string; fix?: string }[]; strategy: string | null };
+    expect(report.checks.map((c) => c.name)).toEqual(
+      expect.arrayContaining(['kvm', 'firecracker', 'device-mapper', 'root disk', 'loop', 'tun', 'iptables', 'host tools', 'sudo', 'ip_forward', 'uplink', 'address pool']),
+    );
+    for (const c of report.checks) {
+      expect(['ok', 'warn', 'fail'], c.name).toContain(c.status);
+      expect(c.message.length, c.name).toBeGreaterThan(0);
+      if (c.status !== 'ok') expect(c.fix?.length ?? 0, `${c.name} has a fix`).toBeGreaterThan(0);
+    }
+    expect(r.code).toBe(report.checks.some((c) => c.status === 'fail') ? 1 : 0);
+    // BangerEnv puts the stand-in first on PATH: found there (it answers no --version, so at most a warning).
+    const fc = report.checks.find((c) => c.name === 'firecracker')!;
+    expect(fc.status).not.toBe('fail');
+    expect(fc.message).toContain(join(STANDIN_DIR, 'firecracker'));
+    expect(['dm', 'copy']).toContain(report.strategy);
+  });
+
+  it('fails the Firecracker check, with the fix, and exits 1 when BANGER_FIRECRACKER points nowhere', async () => {
+    const nowhere = join(env.dir, 'nowhere', 'firecracker');
+    env.cli(['daemon', 'stop']);
+    const r = env.cli(['doctor', '--json'], { env: { BANGER_FIRECRACKER: nowhere } });
+    expect(r.code).toBe(1);
+    const fc = (JSON.parse(r.stdout).checks as { name: string; status: string; message: string; fix?: string }[]).find((c) => c.name === 'firecracker')!;
+    expect(fc).toMatchObject({ status: 'fail', message: `${nowhere} was not found` });
+    expect(fc.fix).toContain('BANGER_FIRECRACKER');
+
+    const human = env.cli(['doctor'], { env: { BANGER_FIRECRACKER: nowhere } });
+    expect(human.code).toBe(1);
+    expect(human.stdout).toMatch(/^FAIL {2}firecracker: /m);
+    expect(human.stdout).toContain(`      fix: install Firecracker from`);
+    env.cli(['daemon', 'stop']);
+  });
+});
