@@ -343,12 +343,20 @@ export class VmRuntime {
   async destroy(vmId: string, progress: Progress): Promise<void> {
     const vm = this.store.getVm(vmId);
     if (!vm) return;
-    if (vm.state === 'running' || vm.state === 'stopping' || vm.state === 'starting') {
-      progress.phase('vmm.kill');
-      await this.shutdown(vm, { force: true, timeoutMs: 0 }, progress);
+    try {
+      if (vm.state === 'running' || vm.state === 'stopping' || vm.state === 'starting') {
+        progress.phase('vmm.kill');
+        await this.shutdown(vm, { force: true, timeoutMs: 0 }, progress);
+      }
+      progress.phase('release');
+      await this.release(vm);
+    } catch (err) {
+      // The VM stays, in error, holding what could not be released; a later rm --force retries.
+      const failure = wrapError(`removing VM ${vm.name}`, err);
+      const alive = vm.pid !== null && vm.pidStartTime !== null && isSameProcess(vm.pid, vm.pidStartTime, vm.id);
+      this.setState(vmId, { state: 'error', lastError: failure.message, ...(alive ? {} : { pid: null, pidStartTime: null }) });
+      throw failure;
     }
-    progress.phase('release');
-    await this.release(vm);
     progress.phase('disk.delete');
     await removeCopyDisk(this.ctx(), vmId, this.diskFile(vm));
     rmSync(this.dir(vmId), { recursive: true, force: true });
