@@ -5,11 +5,13 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BangerEnv, STANDIN_DIR, makeImageFiles, isAlive } from '../helpers/banger-env.js';
+import { BangerEnv, ROOT, STANDIN_DIR, makeImageFiles, isAlive } from '../helpers/banger-env.js';
 import { HostNetns, privilegedSkipReason } from '../helpers/netns.js';
 import { findFirecrackerProcesses, readCmdline } from '../../src/firecracker/proc.js';
+import { SUDO_PROBES, isSudoRefusal } from '../../src/daemon/host-checks.js';
 
 const skip = privilegedSkipReason();
 if (skip) console.warn(`skipping gc tests: ${skip}`);
@@ -209,5 +211,67 @@ describe('doctor against the real host', () => {
     expect(human.stdout).toMatch(/^FAIL {2}firecracker: /m);
     expect(human.stdout).toContain(`      fix: install Firecracker from`);
     env.cli(['daemon', 'stop']);
+  });
+});
+
+/** Why the sudoers snippet cannot be tried as another user here, or null when it can. */
+function sudoersSkipReason(): string | null {
+  if (process.getuid?.() !== 0) return 'not root';
+  for (const tool of ['unshare', 'setpriv', 'sudo', 'visudo', 'mount']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed`;
+  }
+  if (spawnSync('id', ['-u', 'nobody']).status !== 0) return 'there is no user nobody';
+  return null;
+}
+const sudoSkip = sudoersSkipReason();
+if (sudoSkip) console.warn(`skipping the sudoers snippet test: ${sudoSkip}`);
+
+const SUDO_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+describe.skipIf(sudoSkip !== null)('the sudoers snippet of docs/sudoers.md', () => {
+  let dir = '';
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  // The snippet goes over /etc/sudoers inside a private mount namespace only (unshare -m), so the
+  // host's sudo configuration is never touched; the probes run as the user nobody.
+  it('lets every one of doctor\'s sudo probes through without a password, and nothing else', () => {
+    const doc = readFileSync(join(ROOT, 'docs/sudoers.md'), 'utf8');
+    const snippet = /```sudoers\n([\s\S]*?)```/.exec(doc)![1];
+    // This host's paths for the documented ones, as the doc tells the reader to do.
+    const local = snippet.replace(/\/[\w/.-]*\/([\w.-]+)(?=[,\s])/g, (path, tool: string) => {
+      const r = spawnSync('sh', ['-c', `PATH=${SUDO_PATH} command -v ${tool}`], { encoding: 'utf8' });
+      return r.status === 0 && r.stdout.startsWith('/') ? r.stdout.trim() : path;
+    });
+    const uid = spawnSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).stdout.trim();
+    const gid = spawnSync('id', ['-g', 'nobody'], { encoding: 'utf8' }).stdout.trim();
+    dir = mkdtempSync(join(tmpdir(), 'bgt-sudoers-'));
+    const file = join(dir, 'sudoers');
+    writeFileSync(file, `Defaults env_reset\nDefaults secure_path="${SUDO_PATH}"\n${local.replace(/\balice\b/g, 'nobody')}`);
+    chmodSync(file, 0o440);
+    const check = spawnSync('visudo', ['-cf', file], { encoding: 'utf8' });
+    expect(check.status, check.stdout + check.stderr).toBe(0);
+
+    const asNobody = (argv: string[]) => {
+      const r = spawnSync(
+        'unshare',
+        ['-m', 'sh', '-c', 'mount --bind "$0" /etc/sudoers && exec "$@"', file, 'setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', 'sudo', '-n', ...argv],
+        { encoding: 'utf8', timeout: 10_000 },
+      );
+      return { code: r.status ?? 128, stderr: r.stderr ?? '' };
+    };
+    const refused = Object.entries(SUDO_PROBES)
+      .filter(([, argv]) => {
+        const r = asNobody(argv);
+        return isSudoRefusal(r.code, r.stderr);
+      })
+      .map(([tool]) => tool);
+    expect(refused).toEqual([]);
+    // The snippet is not blanket sudo: doctor's first probe is refused, and so is any other command.
+    for (const argv of [['true'], ['cat', '/etc/shadow']]) {
+      const r = asNobody(argv);
+      expect(isSudoRefusal(r.code, r.stderr), argv.join(' ')).toBe(true);
+    }
   });
 });

@@ -3,9 +3,9 @@
 // tables, real files and a real process.
 import { describe, it, expect, afterEach } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, realpathSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { FakeRunner, fail, ok } from '../fakes/fake-runner.js';
 import { installFakeNet, type FakeNet } from '../fakes/fake-net.js';
 import { installFakeDisk, type FakeDisk } from '../fakes/fake-disk.js';
@@ -14,6 +14,7 @@ import type { ResourceRecord } from '../../src/core/ports.js';
 import type { Settings } from '../../src/core/config.js';
 import { ensureNat } from '../../src/host/nat.js';
 import { selectStrategy } from '../../src/host/rootdisk.js';
+import { PRIVILEGED_TOOLS } from '../../src/host/sudo-runner.js';
 import { isSameProcess, readStartTime } from '../../src/firecracker/proc.js';
 import {
   DOCTOR_CHECKS,
@@ -239,6 +240,18 @@ describe('doctor', () => {
     const [c3] = (await runDoctor(root.env, only('sudo'))).checks;
     expect(c3).toEqual({ name: 'sudo', status: 'ok', message: 'bangerd runs as root: no sudo needed' });
     expect(root.runner.calls.filter((a) => a[0] === 'sudo')).toEqual([]);
+  });
+
+  it('probes exactly the tools the sudoers snippet in docs/sudoers.md allows, and the snippet lists exactly the privileged ones', () => {
+    const doc = readFileSync(join(import.meta.dirname, '../../docs/sudoers.md'), 'utf8');
+    const snippet = /```sudoers\n([\s\S]*?)```/
+      .exec(doc)![1]
+      .split('\n')
+      .filter((l) => !l.startsWith('#'))
+      .join('\n');
+    const commands = [...snippet.matchAll(/(\/[\w/.-]+)/g)].map((m) => basename(m[1]));
+    expect(commands.sort()).toEqual([...PRIVILEGED_TOOLS, 'sh', 'firecracker'].sort());
+    expect(Object.keys(SUDO_PROBES).sort()).toEqual([...PRIVILEGED_TOOLS, 'sh'].sort());
   });
 
   it('tells sudo refusals from the tools answering', () => {
