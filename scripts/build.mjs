@@ -50,6 +50,7 @@ await Promise.all([
   build({ ...common, entryPoints: [join(root, 'src/daemon/main.ts')], outfile: join(root, 'dist/bangerd.js') }),
   build({ ...common, entryPoints: [join(root, 'src/tui/main.tsx')], outfile: join(root, 'dist/tui.js') }),
   build({ ...common, entryPoints: [join(root, 'test/fc-standin/main.ts')], outfile: join(root, 'dist/fc-standin.js') }),
+  build({ ...common, entryPoints: [join(root, 'test/fc-qemu/main.ts')], outfile: join(root, 'dist/fc-qemu.js') }),
 ]);
 writeFileSync(join(root, 'dist/BUILD_ID'), buildId + '\n');
 console.log(`built dist/ (build ${buildId})`);
