@@ -4,7 +4,7 @@
 import { existsSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { access, constants as fsConstants, open, stat, statfs } from 'node:fs/promises';
 import { basename, delimiter, dirname, isAbsolute, join, resolve, sep } from 'node:path';
-import { HostCommandError, errorMessage } from '../core/errors.js';
+import { FailedPreconditionError, HostCommandError, errorMessage, wrapError } from '../core/errors.js';
 import type { Paths } from '../core/paths.js';
 import type { Settings } from '../core/config.js';
 import type { VmState } from '../core/models.js';
@@ -158,6 +158,13 @@ export function isSudoRefusal(exitCode: number, stderr: string): boolean {
   return exitCode !== 0 && /^(sudo: |Sorry, user )/m.test(stderr);
 }
 
+/** sudo's refusal inside another message ("ip -j route show exited 1: sudo: a password is required"). */
+const SUDO_REFUSED = /sudo: a (password|terminal) is required|Sorry, user \S+ is not allowed/;
+
+function sudoersFix(env: DoctorEnv): string {
+  return `${SUDOERS_INSTALL_FIX} (the snippet is in ${env.sudoersDoc})`;
+}
+
 async function resolveStrategy(env: DoctorEnv): Promise<StrategyChoice | null> {
   try {
     return await env.strategy();
@@ -195,6 +202,13 @@ export const DOCTOR_CHECKS: CheckDef[] = [
       const installFix = `install Firecracker from ${FIRECRACKER_RELEASES} (the firecracker binary onto PATH), or set BANGER_FIRECRACKER to its path`;
       const path = await env.probes.which(bin);
       if (path === null) return fail(`${bin} was not found${bin.includes('/') ? '' : ' on PATH'}`, installFix);
+      // Not root, the launcher runs `sudo sh -c ... firecracker`: sh finds it on sudo's secure_path.
+      if (!env.isRoot && !bin.includes('/')) {
+        const forSudo = await Promise.all(SUDO_PATH.map((d) => env.probes.which(join(d, bin))));
+        if (forSudo.every((p) => p === null)) {
+          return fail(`${path} is on PATH, but not on sudo's secure_path (${SUDO_PATH.join(':')}), where the launcher looks for it`, `set BANGER_FIRECRACKER=${path}`);
+        }
+      }
       let res;
       try {
         res = await env.runner.run([bin, '--version'], { check: false, timeoutMs: toolTimeoutMs });
@@ -304,7 +318,7 @@ export const DOCTOR_CHECKS: CheckDef[] = [
     fallbackFix: `${SUDOERS_INSTALL_FIX}; then check: sudo -n losetup --version`,
     run: async (env, toolTimeoutMs) => {
       if (env.isRoot) return ok('bangerd runs as root: no sudo needed');
-      const fix = `${SUDOERS_INSTALL_FIX} (the snippet is in ${env.sudoersDoc})`;
+      const fix = sudoersFix(env);
       if ((await env.probes.which('sudo', SUDO_PATH)) === null) return fail('bangerd is not root and sudo is not installed', `install sudo, then ${fix}`);
       const probe = async (argv: string[]) => {
         const res = await env.runner.run(['sudo', '-n', ...argv], { check: false, timeoutMs: toolTimeoutMs });
@@ -419,9 +433,12 @@ export async function runDoctor(env: DoctorEnv, checks: CheckDef[] = DOCTOR_CHEC
       try {
         const r = await withTimeout(bound, c.run(env, toolTimeoutMs));
         if (r === TIMED_OUT) return { name: c.name, status: 'fail', message: `no answer within ${bound / 1000} s (a host tool hung)`, fix: c.fallbackFix };
+        // A tool that sudo would not run: the fix is the sudoers snippet, whatever the check.
+        if (r.status !== 'ok' && SUDO_REFUSED.test(r.message)) return { name: c.name, ...r, fix: sudoersFix(env) };
         return { name: c.name, ...r };
       } catch (err) {
-        return { name: c.name, status: 'fail', message: errorMessage(err), fix: c.fallbackFix };
+        const message = errorMessage(err);
+        return { name: c.name, status: 'fail', message, fix: SUDO_REFUSED.test(message) ? sudoersFix(env) : c.fallbackFix };
       }
     }),
   );
@@ -715,7 +732,10 @@ async function listing<T>(what: string, run: () => Promise<T[]>, isNone: (err: u
     return await run();
   } catch (err) {
     if (isNotInstalledError(err) || isNone(err)) return [];
-    throw new Error(`gc: listing ${what}: ${errorMessage(err)}`, { cause: err });
+    if (SUDO_REFUSED.test(errorMessage(err))) {
+      throw new FailedPreconditionError(`gc: listing ${what}: ${errorMessage(err)}; ${SUDOERS_INSTALL_FIX} (see banger doctor)`, { cause: err });
+    }
+    throw wrapError(`gc: listing ${what}`, err);
   }
 }
 

@@ -14,7 +14,7 @@ import type { ResourceRecord } from '../../src/core/ports.js';
 import type { Settings } from '../../src/core/config.js';
 import { ensureNat } from '../../src/host/nat.js';
 import { selectStrategy } from '../../src/host/rootdisk.js';
-import { PRIVILEGED_TOOLS } from '../../src/host/sudo-runner.js';
+import { PRIVILEGED_TOOLS, SudoRunner } from '../../src/host/sudo-runner.js';
 import { isSameProcess, readStartTime } from '../../src/firecracker/proc.js';
 import {
   DOCTOR_CHECKS,
@@ -252,6 +252,26 @@ describe('doctor', () => {
     const commands = [...snippet.matchAll(/(\/[\w/.-]+)/g)].map((m) => basename(m[1]));
     expect(commands.sort()).toEqual([...PRIVILEGED_TOOLS, 'sh', 'firecracker'].sort());
     expect(Object.keys(SUDO_PROBES).sort()).toEqual([...PRIVILEGED_TOOLS, 'sh'].sort());
+  });
+
+  it('as a non-root daemon, points a check whose tool sudo refused at the sudoers snippet', async () => {
+    const host = fakeDoctorHost({ isRoot: false });
+    host.env.runner = new SudoRunner(host.runner);
+    host.runner.handle('ip', () => fail(1, 'sudo: a password is required\n'));
+    const c = byName((await runDoctor(host.env, only('uplink', 'address pool'))).checks);
+    expect(c.uplink.status).toBe('warn');
+    expect(c.uplink.fix).toBe('install docs/sudoers.md as /etc/sudoers.d/banger (the snippet is in /opt/banger/docs/sudoers.md)');
+    expect(c['address pool'].status).toBe('fail');
+    expect(c['address pool'].fix).toBe(c.uplink.fix);
+    expect(host.runner.calls).toContainEqual(['sudo', '-n', 'ip', '-j', 'route', 'show']);
+  });
+
+  it('as a non-root daemon, fails a Firecracker that is on PATH but not where sudo looks', async () => {
+    const host = fakeDoctorHost({ isRoot: false, executables: [...ALL_TOOLS] });
+    const [c1] = (await runDoctor(host.env, only('firecracker'))).checks;
+    expect(c1).toMatchObject({ status: 'fail', fix: 'set BANGER_FIRECRACKER=/usr/bin/firecracker' });
+    const installed = fakeDoctorHost({ isRoot: false, executables: [...ALL_TOOLS, '/usr/local/bin/firecracker'] });
+    expect((await runDoctor(installed.env, only('firecracker'))).checks[0].status).toBe('ok');
   });
 
   it('tells sudo refusals from the tools answering', () => {
@@ -579,6 +599,20 @@ describe('gc apply', () => {
     ]);
     expect(h.journal.list('ffffffffffff')).toEqual([]);
     expect((await collectGarbage(h.ctx, false)).items).toEqual([]);
+  });
+
+  it('refuses with the sudoers fix when sudo will not list what it needs', async () => {
+    const runner = new FakeRunner();
+    installFakeNet(runner);
+    installFakeDisk(runner);
+    runner.handle('losetup', () => fail(1, 'sudo: a password is required\n'));
+    const dir = mkdtempSync(join(tmpdir(), 'bgt-gc-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const ctx: GcContext = { runner, journal: new MemoryJournal(), listVms: () => [], paths: { vmsDir: join(dir, 'vms'), imagesDir: join(dir, 'images'), vmSocketsDir: join(dir, 'sock') }, useSudo: true };
+    await expect(collectGarbage(ctx, true)).rejects.toMatchObject({
+      code: 'failed_precondition',
+      message: expect.stringMatching(/^gc: listing loop devices: .*sudo: a password is required; install docs\/sudoers.md as \/etc\/sudoers.d\/banger/),
+    });
   });
 
   it('finds no mapper devices on a host without device-mapper, instead of failing', async () => {
