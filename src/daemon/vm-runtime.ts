@@ -150,7 +150,12 @@ export class VmRuntime {
     }
     const image = this.image(vm);
     // Leftovers of an earlier failure are released first, so that a start begins from nothing.
-    if (this.store.list(vmId).length > 0) await this.release(vm);
+    // The copy strategy's disk file is journaled for the VM's whole life: it is no leftover.
+    try {
+      if (this.store.list(vmId).some((r) => r.kind !== 'file')) await this.release(vm);
+    } catch (err) {
+      throw wrapError(`starting VM ${vm.name}: releasing what an earlier attempt left`, err);
+    }
     vm = this.setState(vmId, { state: 'starting' });
     const dir = this.dir(vmId);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
