@@ -14,7 +14,7 @@ import { useActions } from './hooks/use-actions.js';
 import { useNow } from './hooks/use-clock.js';
 import { useTerminalSize } from './hooks/use-terminal-size.js';
 import { useConsoleFollow, useConsoleTail } from './hooks/use-console.js';
-import { useConfirmKeys, useFilterKeys, useFormKeys, useHelpKeys, useImagesKeys, useLogsKeys, useTableKeys } from './hooks/use-keys.js';
+import { handleConfirmKey, handleFilterKey, handleFormKey, handleHelpKey, handleImagesKey, handleLogsKey, handleTableKey, useKeys } from './hooks/use-keys.js';
 import { Header, ReconnectBanner } from './components/header.js';
 import { VmTable } from './components/vm-table.js';
 import { VmDetails, detailsHeaderLines } from './components/vm-details.js';
@@ -127,30 +127,29 @@ function Main({ sync }: { sync?: SyncOptions }) {
     }
   };
 
-  const isTop = !isSuspended && overlay === null;
-  useTableKeys({
-    isActive: isTop && ui.screen === 'table' && !ui.isFiltering,
-    ids,
-    selected,
-    page: tableRows,
-    hasFilter: ui.filter !== '',
-    dispatch,
-    actions,
-    openCreate: () => openCreate(),
-    quit: exit,
-  });
-  useFilterKeys(isTop && ui.screen === 'table' && ui.isFiltering, ui.filter, ids, dispatch);
-  useConfirmKeys(!isSuspended && overlay?.kind === 'confirm-delete', confirmVm, dispatch, actions);
-  useHelpKeys(!isSuspended && overlay?.kind === 'help', dispatch);
-  useLogsKeys(isTop && ui.screen === 'logs', mainHeight - 2, dispatch, logsDispatch);
-  useImagesKeys(isTop && ui.screen === 'images', vms.images.length, dispatch, () => openCreate(ui.imageIndex));
-  useFormKeys({
-    isActive: isTop && ui.screen === 'create',
-    form,
-    imageCount: vms.images.length,
-    dispatch: formDispatch,
-    submit,
-    cancel: () => dispatch({ type: 'screen', screen: 'table' }),
+  // Keys go to the overlay when one is open, else to the screen; none while ssh has the terminal.
+  useKeys(!isSuspended, (input, key) => {
+    if (overlay?.kind === 'help') return handleHelpKey(dispatch);
+    if (overlay?.kind === 'confirm-delete') return handleConfirmKey(confirmVm, dispatch, actions, input, key);
+    switch (ui.screen) {
+      case 'table':
+        if (ui.isFiltering) return handleFilterKey(ids, dispatch, input, key);
+        return handleTableKey(
+          { ids, selected, page: tableRows, hasFilter: ui.filter !== '', dispatch, actions, openCreate: () => openCreate(), quit: exit },
+          input,
+          key,
+        );
+      case 'logs':
+        return handleLogsKey(mainHeight - 2, dispatch, logsDispatch, input, key);
+      case 'images':
+        return handleImagesKey(vms.images.length, dispatch, () => openCreate(ui.imageIndex), input, key);
+      case 'create':
+        return handleFormKey(
+          { form, imageCount: vms.images.length, dispatch: formDispatch, submit, cancel: () => dispatch({ type: 'screen', screen: 'table' }) },
+          input,
+          key,
+        );
+    }
   });
 
   let main;

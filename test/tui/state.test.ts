@@ -164,7 +164,7 @@ describe('ui reducer', () => {
   });
 
   it('filter: Esc clears it, Enter keeps it', () => {
-    const typed = uiAfter([{ type: 'filter.begin' }, { type: 'filter.set', filter: 'we' }]);
+    const typed = uiAfter([{ type: 'filter.begin' }, { type: 'filter.type', text: 'wx' }, { type: 'filter.erase' }, { type: 'filter.type', text: 'e\x07' }]);
     expect(typed.isFiltering).toBe(true);
     expect(uiReducer(typed, { type: 'filter.end', keep: true })).toMatchObject({ isFiltering: false, filter: 'we' });
     expect(uiReducer(typed, { type: 'filter.end', keep: false })).toMatchObject({ isFiltering: false, filter: '' });

@@ -1,11 +1,26 @@
-// Keys, one input hook per screen or overlay; each is active only while its screen has focus.
+// Keys: one input listener for the app, and one handler per screen or overlay that the App
+// routes each key to.
 import { useInput, type Key } from 'ink';
-import type { Dispatch } from 'react';
+import { useCallback, useRef, type Dispatch } from 'react';
 import type { VmView } from '../../core/models.js';
 import type { Actions } from './use-actions.js';
 import type { UiAction } from '../state/ui.js';
 import type { FormAction, FormState } from '../state/form.js';
 import type { LogsAction } from '../state/logs.js';
+
+export type KeyHandler = (input: string, key: Key) => void;
+
+/**
+ * Listens to keys while active and calls the handler of the latest render. Ink re-subscribes a
+ * changed handler only in an effect, after the frame; through the ref, a key pressed right after
+ * another already sees the state that the first one produced.
+ */
+export function useKeys(isActive: boolean, handler: KeyHandler): void {
+  const ref = useRef(handler);
+  ref.current = handler;
+  const stable = useCallback<KeyHandler>((input, key) => ref.current(input, key), []);
+  useInput(stable, { isActive });
+}
 
 /** True for a key that types text (no control, meta or navigation key). */
 function isTyping(input: string, key: Key): boolean {
@@ -13,7 +28,6 @@ function isTyping(input: string, key: Key): boolean {
 }
 
 export interface TableKeys {
-  isActive: boolean;
   ids: string[];
   selected: VmView | null;
   /** Rows that one page up/down moves. */
@@ -25,123 +39,97 @@ export interface TableKeys {
   quit: () => void;
 }
 
-export function useTableKeys(k: TableKeys): void {
-  useInput(
-    (input, key) => {
-      const move = (delta: number) => k.dispatch({ type: 'select.move', ids: k.ids, delta });
-      if (key.upArrow || input === 'k') return move(-1);
-      if (key.downArrow || input === 'j') return move(1);
-      if (key.pageUp) return move(-k.page);
-      if (key.pageDown) return move(k.page);
-      if (key.home || input === 'g') return k.dispatch({ type: 'select.to', ids: k.ids, index: 0 });
-      if (key.end || input === 'G') return k.dispatch({ type: 'select.to', ids: k.ids, index: -1 });
-      if (key.escape) {
-        if (k.hasFilter) k.dispatch({ type: 'filter.end', keep: false });
-        return k.dispatch({ type: 'dismiss' });
-      }
-      switch (input) {
-        case 'q':
-          return k.quit();
-        case '?':
-          return k.dispatch({ type: 'overlay', overlay: { kind: 'help' } });
-        case '/':
-          return k.dispatch({ type: 'filter.begin' });
-        case 'n':
-          return k.openCreate();
-        case 'i':
-          return k.dispatch({ type: 'screen', screen: 'images' });
-      }
-      const vmKeys = ['s', 'x', 'X', 'r', 'd', 'e', 'l'];
-      if (!vmKeys.includes(input)) return;
-      const vm = k.selected;
-      if (!vm) return k.dispatch({ type: 'notice', notice: { tone: 'error', text: 'no VM selected: create one with n' } });
-      switch (input) {
-        case 's':
-          return k.actions.start(vm);
-        case 'x':
-          return k.actions.stop(vm);
-        case 'X':
-          return k.actions.stop(vm, true);
-        case 'r':
-          return k.actions.restart(vm);
-        case 'd':
-          return k.dispatch({
-            type: 'overlay',
-            overlay: { kind: 'confirm-delete', vmId: vm.id, name: vm.name, isRunning: vm.state !== 'stopped' && vm.state !== 'error' },
-          });
-        case 'e':
-          return void k.actions.ssh(vm);
-        case 'l':
-          return k.dispatch({ type: 'screen', screen: 'logs', vmId: vm.id });
-      }
-    },
-    { isActive: k.isActive },
-  );
+export function handleTableKey(k: TableKeys, input: string, key: Key): void {
+  const move = (delta: number) => k.dispatch({ type: 'select.move', ids: k.ids, delta });
+  if (key.upArrow || input === 'k') return move(-1);
+  if (key.downArrow || input === 'j') return move(1);
+  if (key.pageUp) return move(-k.page);
+  if (key.pageDown) return move(k.page);
+  if (key.home || input === 'g') return k.dispatch({ type: 'select.to', ids: k.ids, index: 0 });
+  if (key.end || input === 'G') return k.dispatch({ type: 'select.to', ids: k.ids, index: -1 });
+  if (key.escape) {
+    if (k.hasFilter) k.dispatch({ type: 'filter.end', keep: false });
+    return k.dispatch({ type: 'dismiss' });
+  }
+  switch (input) {
+    case 'q':
+      return k.quit();
+    case '?':
+      return k.dispatch({ type: 'overlay', overlay: { kind: 'help' } });
+    case '/':
+      return k.dispatch({ type: 'filter.begin' });
+    case 'n':
+      return k.openCreate();
+    case 'i':
+      return k.dispatch({ type: 'screen', screen: 'images' });
+  }
+  const vmKeys = ['s', 'x', 'X', 'r', 'd', 'e', 'l'];
+  if (!vmKeys.includes(input)) return;
+  const vm = k.selected;
+  if (!vm) return k.dispatch({ type: 'notice', notice: { tone: 'error', text: 'no VM selected: create one with n' } });
+  switch (input) {
+    case 's':
+      return k.actions.start(vm);
+    case 'x':
+      return k.actions.stop(vm);
+    case 'X':
+      return k.actions.stop(vm, true);
+    case 'r':
+      return k.actions.restart(vm);
+    case 'd':
+      return k.dispatch({
+        type: 'overlay',
+        overlay: { kind: 'confirm-delete', vmId: vm.id, name: vm.name, isRunning: vm.state !== 'stopped' && vm.state !== 'error' },
+      });
+    case 'e':
+      return void k.actions.ssh(vm);
+    case 'l':
+      return k.dispatch({ type: 'screen', screen: 'logs', vmId: vm.id });
+  }
 }
 
-export function useFilterKeys(isActive: boolean, filter: string, ids: string[], dispatch: Dispatch<UiAction>): void {
-  useInput(
-    (input, key) => {
-      if (key.return) return dispatch({ type: 'filter.end', keep: true });
-      if (key.escape) return dispatch({ type: 'filter.end', keep: false });
-      if (key.upArrow) return dispatch({ type: 'select.move', ids, delta: -1 });
-      if (key.downArrow) return dispatch({ type: 'select.move', ids, delta: 1 });
-      if (key.backspace || key.delete) return dispatch({ type: 'filter.set', filter: [...filter].slice(0, -1).join('') });
-      if (isTyping(input, key)) dispatch({ type: 'filter.set', filter: filter + input.replace(/[\x00-\x1f\x7f]/g, '') });
-    },
-    { isActive },
-  );
+export function handleFilterKey(ids: string[], dispatch: Dispatch<UiAction>, input: string, key: Key): void {
+  if (key.return) return dispatch({ type: 'filter.end', keep: true });
+  if (key.escape) return dispatch({ type: 'filter.end', keep: false });
+  if (key.upArrow) return dispatch({ type: 'select.move', ids, delta: -1 });
+  if (key.downArrow) return dispatch({ type: 'select.move', ids, delta: 1 });
+  if (key.backspace || key.delete) return dispatch({ type: 'filter.erase' });
+  if (isTyping(input, key)) dispatch({ type: 'filter.type', text: input });
 }
 
-export function useConfirmKeys(isActive: boolean, vm: VmView | null, dispatch: Dispatch<UiAction>, actions: Actions): void {
-  useInput(
-    (input, key) => {
-      if (input === 'y' || input === 'Y') {
-        dispatch({ type: 'overlay', overlay: null });
-        if (vm) actions.remove(vm);
-        return;
-      }
-      if (input === 'n' || input === 'N' || input === 'q' || key.escape) dispatch({ type: 'overlay', overlay: null });
-    },
-    { isActive },
-  );
+export function handleConfirmKey(vm: VmView | null, dispatch: Dispatch<UiAction>, actions: Actions, input: string, key: Key): void {
+  if (input === 'y' || input === 'Y') {
+    dispatch({ type: 'overlay', overlay: null });
+    if (vm) actions.remove(vm);
+    return;
+  }
+  if (input === 'n' || input === 'N' || input === 'q' || key.escape) dispatch({ type: 'overlay', overlay: null });
 }
 
-export function useHelpKeys(isActive: boolean, dispatch: Dispatch<UiAction>): void {
-  useInput(() => dispatch({ type: 'overlay', overlay: null }), { isActive });
+export function handleHelpKey(dispatch: Dispatch<UiAction>): void {
+  dispatch({ type: 'overlay', overlay: null });
 }
 
-export function useLogsKeys(isActive: boolean, page: number, dispatch: Dispatch<UiAction>, logs: Dispatch<LogsAction>): void {
-  useInput(
-    (input, key) => {
-      if (key.escape || input === 'q') return dispatch({ type: 'screen', screen: 'table' });
-      if (key.upArrow || input === 'k') return logs({ type: 'scroll', delta: 1, page });
-      if (key.downArrow || input === 'j') return logs({ type: 'scroll', delta: -1, page });
-      if (key.pageUp) return logs({ type: 'scroll', delta: page, page });
-      if (key.pageDown) return logs({ type: 'scroll', delta: -page, page });
-      if (key.home || input === 'g') return logs({ type: 'scroll', delta: Number.MAX_SAFE_INTEGER, page });
-      if (key.end || input === 'G' || input === 'f') return logs({ type: 'follow' });
-      if (input === '?') return dispatch({ type: 'overlay', overlay: { kind: 'help' } });
-    },
-    { isActive },
-  );
+export function handleLogsKey(page: number, dispatch: Dispatch<UiAction>, logs: Dispatch<LogsAction>, input: string, key: Key): void {
+  if (key.escape || input === 'q') return dispatch({ type: 'screen', screen: 'table' });
+  if (key.upArrow || input === 'k') return logs({ type: 'scroll', delta: 1, page });
+  if (key.downArrow || input === 'j') return logs({ type: 'scroll', delta: -1, page });
+  if (key.pageUp) return logs({ type: 'scroll', delta: page, page });
+  if (key.pageDown) return logs({ type: 'scroll', delta: -page, page });
+  if (key.home || input === 'g') return logs({ type: 'scroll', delta: Number.MAX_SAFE_INTEGER, page });
+  if (key.end || input === 'G' || input === 'f') return logs({ type: 'follow' });
+  if (input === '?') return dispatch({ type: 'overlay', overlay: { kind: 'help' } });
 }
 
-export function useImagesKeys(isActive: boolean, count: number, dispatch: Dispatch<UiAction>, openCreate: () => void): void {
-  useInput(
-    (input, key) => {
-      if (key.escape || input === 'q') return dispatch({ type: 'screen', screen: 'table' });
-      if (key.upArrow || input === 'k') return dispatch({ type: 'image.move', count, delta: -1 });
-      if (key.downArrow || input === 'j') return dispatch({ type: 'image.move', count, delta: 1 });
-      if (input === 'n' || key.return) return openCreate();
-      if (input === '?') return dispatch({ type: 'overlay', overlay: { kind: 'help' } });
-    },
-    { isActive },
-  );
+export function handleImagesKey(count: number, dispatch: Dispatch<UiAction>, openCreate: () => void, input: string, key: Key): void {
+  if (key.escape || input === 'q') return dispatch({ type: 'screen', screen: 'table' });
+  if (key.upArrow || input === 'k') return dispatch({ type: 'image.move', count, delta: -1 });
+  if (key.downArrow || input === 'j') return dispatch({ type: 'image.move', count, delta: 1 });
+  if (input === 'n' || key.return) return openCreate();
+  if (input === '?') return dispatch({ type: 'overlay', overlay: { kind: 'help' } });
 }
 
 export interface FormKeys {
-  isActive: boolean;
   form: FormState;
   imageCount: number;
   dispatch: Dispatch<FormAction>;
@@ -149,22 +137,17 @@ export interface FormKeys {
   cancel: () => void;
 }
 
-export function useFormKeys(k: FormKeys): void {
-  useInput(
-    (input, key) => {
-      const f = k.form.focus;
-      if (key.escape) return k.cancel();
-      if (key.return) return k.submit();
-      if (key.tab) return k.dispatch({ type: 'focus.move', delta: key.shift ? -1 : 1 });
-      if (key.upArrow) return k.dispatch({ type: 'focus.move', delta: -1 });
-      if (key.downArrow) return k.dispatch({ type: 'focus.move', delta: 1 });
-      if (f === 'image' && (key.leftArrow || key.rightArrow || input === ' ')) {
-        return k.dispatch({ type: 'image.move', delta: key.leftArrow ? -1 : 1, count: k.imageCount });
-      }
-      if ((f === 'nat' || f === 'start') && (key.leftArrow || key.rightArrow || input === ' ')) return k.dispatch({ type: 'toggle' });
-      if (key.backspace || key.delete) return k.dispatch({ type: 'erase' });
-      if (isTyping(input, key)) k.dispatch({ type: 'type', text: input });
-    },
-    { isActive: k.isActive },
-  );
+export function handleFormKey(k: FormKeys, input: string, key: Key): void {
+  const f = k.form.focus;
+  if (key.escape) return k.cancel();
+  if (key.return) return k.submit();
+  if (key.tab) return k.dispatch({ type: 'focus.move', delta: key.shift ? -1 : 1 });
+  if (key.upArrow) return k.dispatch({ type: 'focus.move', delta: -1 });
+  if (key.downArrow) return k.dispatch({ type: 'focus.move', delta: 1 });
+  if (f === 'image' && (key.leftArrow || key.rightArrow || input === ' ')) {
+    return k.dispatch({ type: 'image.move', delta: key.leftArrow ? -1 : 1, count: k.imageCount });
+  }
+  if ((f === 'nat' || f === 'start') && (key.leftArrow || key.rightArrow || input === ' ')) return k.dispatch({ type: 'toggle' });
+  if (key.backspace || key.delete) return k.dispatch({ type: 'erase' });
+  if (isTyping(input, key)) k.dispatch({ type: 'type', text: input });
 }

@@ -48,7 +48,8 @@ export type UiAction =
   | { type: 'select.to'; ids: string[]; index: number }
   | { type: 'image.move'; count: number; delta: number }
   | { type: 'filter.begin' }
-  | { type: 'filter.set'; filter: string }
+  | { type: 'filter.type'; text: string }
+  | { type: 'filter.erase' }
   | { type: 'filter.end'; keep: boolean }
   | { type: 'op.begin'; opId: string; kind: OpKind; target: string; vmId: string | null; at: number }
   | { type: 'op.progress'; opId: string | null; vmId: string | null; phase: string; detail?: string }
@@ -118,8 +119,10 @@ export function uiReducer(state: UiState, action: UiAction): UiState {
       return { ...state, imageIndex: Math.min(Math.max(state.imageIndex + action.delta, 0), Math.max(action.count - 1, 0)) };
     case 'filter.begin':
       return { ...state, isFiltering: true };
-    case 'filter.set':
-      return { ...state, filter: action.filter };
+    case 'filter.type':
+      return { ...state, filter: state.filter + action.text.replace(/[\x00-\x1f\x7f]/g, '') };
+    case 'filter.erase':
+      return { ...state, filter: [...state.filter].slice(0, -1).join('') };
     case 'filter.end':
       return { ...state, isFiltering: false, filter: action.keep ? state.filter : '' };
     case 'op.begin': {
