@@ -126,7 +126,7 @@ const HOST_TOOLS: { tool: string; pkg: string; isPrivileged: boolean; onlyForDm?
   { tool: 'sysctl', pkg: 'procps', isPrivileged: true },
   { tool: 'e2fsck', pkg: 'e2fsprogs', isPrivileged: true },
   { tool: 'resize2fs', pkg: 'e2fsprogs', isPrivileged: true },
-  { tool: 'debugfs', pkg: 'e2fsprogs', isPrivileged: false },
+  { tool: 'debugfs', pkg: 'e2fsprogs', isPrivileged: true },
   { tool: 'ssh', pkg: 'openssh-client', isPrivileged: false },
   { tool: 'ssh-keygen', pkg: 'openssh-client', isPrivileged: false },
 ];
@@ -145,6 +145,7 @@ export const SUDO_PROBES: Record<(typeof PRIVILEGED_TOOLS)[number] | 'sh', strin
   e2fsck: ['e2fsck', '-V'],
   // No version option: without arguments it prints its usage and exits 1.
   resize2fs: ['resize2fs'],
+  debugfs: ['debugfs', '-V'],
   kill: ['kill', '-l'],
   chown: ['chown', '--version'],
   rm: ['rm', '--version'],

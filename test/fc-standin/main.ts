@@ -22,7 +22,11 @@ function parseArgs(argv: string[]): { apiSock: string; id: string } {
   let id = 'anonymous-instance';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--api-sock' || a === '--id') {
+    if (a === '--version') {
+      // as Firecracker prints it
+      process.stdout.write(`Firecracker v${FIRECRACKER_API_VERSION}\n\n`);
+      process.exit(0);
+    } else if (a === '--api-sock' || a === '--id') {
       const v = argv[++i];
       if (v === undefined) usage(`${a} needs a value`);
       if (a === '--api-sock') apiSock = v;
