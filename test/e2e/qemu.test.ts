@@ -15,7 +15,7 @@ import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync
 import { delimiter, join } from 'node:path';
 import { BangerEnv, ROOT, isAlive, type RunResult } from '../helpers/banger-env.js';
 import { sh } from '../helpers/netns.js';
-import { ensureFcQemuBuilt, FC_QEMU_BINARY } from '../fc-qemu/build.js';
+import { ensureFcQemuBuilt, FC_QEMU_FIRECRACKER } from '../fc-qemu/build.js';
 
 const CACHE_ROOT = process.env.BANGER_E2E_CACHE || '/var/tmp/banger-e2e-cache';
 /** Cache entries unused for this long are deleted when a new one is written. */
@@ -218,16 +218,16 @@ function writeCache(dir: string, image: { kernelPath: string; rootfsPath: string
   }
 }
 
-/** Phases the daemon logged after byte offset `from` of its log. */
-function loggedPhases(log: string, from: number): string[] {
+/** Progress phases the daemon logged after byte offset `from` of its log, with their time since the operation began. */
+function loggedPhases(log: string, from: number): { phase: string; elapsedMs: number }[] {
   return readFileSync(log)
     .subarray(from)
     .toString('utf8')
     .split('\n')
     .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { msg?: string; phase?: string })
+    .map((l) => JSON.parse(l) as { msg?: string; phase?: string; elapsedMs?: number })
     .filter((e) => e.msg === 'phase' && e.phase)
-    .map((e) => e.phase!);
+    .map((e) => ({ phase: e.phase!, elapsedMs: e.elapsedMs ?? 0 }));
 }
 
 /** Children of pid, from /proc/<pid>/task/<pid>/children. */
@@ -293,7 +293,7 @@ describe.skipIf(skip !== null)('a real guest under QEMU, end to end', () => {
     net = new E2eNetwork();
     env = new BangerEnv({
       PATH: [join(ROOT, 'test/fc-standin'), ...(process.env.PATH ?? '').split(delimiter), ...sbinPath].join(delimiter),
-      BANGER_FIRECRACKER: FC_QEMU_BINARY,
+      BANGER_FIRECRACKER: FC_QEMU_FIRECRACKER,
       BANGER_ROOTFS_STRATEGY: process.env.BANGER_E2E_ROOTFS_STRATEGY || 'auto',
       BANGER_BUILD_ID: 'e2e-test',
       ...Object.fromEntries(
@@ -343,8 +343,13 @@ describe.skipIf(skip !== null)('a real guest under QEMU, end to end', () => {
 
   it('creates a VM that boots under QEMU, waits for its SSH server, and answers with its own name', () => {
     const started = Date.now();
+    const logFrom = statSync(env.log).size;
     vm = json(['vm', 'create', '--name', name, '--image', 'debian', '--wait-ssh'], SSH_WAIT_MS + 60_000);
     timings.createToSsh = seconds(Date.now() - started);
+    const phases = loggedPhases(env.log, logFrom);
+    const at = (phase: string) => phases.find((p) => p.phase === phase)?.elapsedMs;
+    expect(at('ssh.ready')).toBeGreaterThan(at('vmm.start')!);
+    timings.instanceStartToSsh = seconds(at('ssh.ready')! - at('vmm.start')!);
     expect(vm).toMatchObject({ name, state: 'running', nat: true });
     // The recorded pid is the stand-in's, and it runs QEMU on the VM's TAP with the VM's MAC.
     expect(cmdline(vm.pid).join(' ')).toContain('fc-qemu.js');
@@ -387,14 +392,14 @@ describe.skipIf(skip !== null)('a real guest under QEMU, end to end', () => {
     expect(stopped).toMatchObject({ state: 'stopped', pid: null, lastError: null });
     expect(took).toBeLessThan(STOP_TIMEOUT_S * 1000);
     // The daemon asked and waited; it never had to kill.
-    const phases = loggedPhases(env.log, logFrom);
+    const phases = loggedPhases(env.log, logFrom).map((p) => p.phase);
     expect(phases).toContain('vmm.ctrl-alt-del');
     expect(phases).toContain('vmm.wait-exit');
     expect(phases).not.toContain('vmm.kill');
     // The console shows the guest rebooting on the key press, then QEMU ending on its own with status 0.
     const lines = consoleLog().split('\n');
     const last = (needle: string) => lines.map((l, i) => (l.includes(needle) ? i : -1)).reduce((a, b) => Math.max(a, b), -1);
-    const asked = last('fc-qemu: SendCtrlAltDel: sent sendkey ctrl-alt-delete');
+    const asked = last('fc-qemu: SendCtrlAltDel: sendkey ctrl-alt-delete');
     const rebooting = last('reboot: Restarting system');
     const qemuEnded = last('fc-qemu: qemu-system-x86_64 exited with code 0');
     expect(asked).toBeGreaterThanOrEqual(0);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 const root = new URL('../..', import.meta.url).pathname;
 export const FC_QEMU_BUNDLE = join(root, 'dist/fc-qemu.js');
 /** The `firecracker` executable that runs the QEMU stand-in: give it to the daemon as BANGER_FIRECRACKER. */
-export const FC_QEMU_BINARY = join(root, 'test/fc-qemu/firecracker');
+export const FC_QEMU_FIRECRACKER = join(root, 'test/fc-qemu/firecracker');
 
 function newestMtime(dir: string): number {
   let newest = 0;

@@ -87,10 +87,12 @@ class Monitor {
     return m;
   }
 
-  send(line: string): boolean {
-    if (this.socket.destroyed) return false;
+  get isOpen(): boolean {
+    return !this.socket.destroyed;
+  }
+
+  send(line: string): void {
     this.socket.write(`${line}\n`);
-    return true;
   }
 
   close(): void {
@@ -214,8 +216,13 @@ const hooks = {
     return null;
   },
   ctrlAltDel: () => {
-    const sent = monitor?.send('sendkey ctrl-alt-delete') ?? false;
-    consoleLine(`fc-qemu: SendCtrlAltDel: ${sent ? 'sent sendkey ctrl-alt-delete to the QEMU monitor' : 'the QEMU monitor is gone'}`);
+    if (!monitor?.isOpen) {
+      consoleLine('fc-qemu: SendCtrlAltDel: the QEMU monitor is gone');
+      return;
+    }
+    // Logged first: the guest may answer on the console before this process runs its next line.
+    consoleLine('fc-qemu: SendCtrlAltDel: sendkey ctrl-alt-delete to the QEMU monitor');
+    monitor.send('sendkey ctrl-alt-delete');
   },
 };
 

@@ -63,7 +63,8 @@ export function qemuArgv(state: VmmState, plan: QemuPlan): string[] {
   }
   state.networkInterfaces.forEach((n, i) => {
     argv.push('-netdev', `tap,id=net${i},ifname=${qemuOptValue(n.host_dev_name)},script=no,downscript=no`);
-    const device = [`virtio-net-pci`, `netdev=net${i}`];
+    // romfile= (none): no iPXE option ROM, which holds the firmware ~2 s for its Ctrl-B prompt; Firecracker has no firmware at all.
+    const device = [`virtio-net-pci`, `netdev=net${i}`, 'romfile='];
     if (n.guest_mac !== undefined) device.push(`mac=${n.guest_mac}`);
     if (n.mtu !== undefined) device.push(`host_mtu=${n.mtu}`);
     argv.push('-device', device.join(','));
