@@ -2,14 +2,14 @@
 // One instance per process; compose.ts wires it with real adapters, tests with fakes.
 import type { Logger } from 'pino';
 import { rmSync, mkdirSync } from 'node:fs';
-import { FailedPreconditionError, InvalidArgumentError } from '../core/errors.js';
+import { FailedPreconditionError, InvalidArgumentError, wrapError } from '../core/errors.js';
 import type { Settings } from '../core/config.js';
 import type { Paths } from '../core/paths.js';
 import { vmDir } from '../core/paths.js';
 import type { Clock, Runner } from '../core/ports.js';
 import { newId, generateName } from '../core/names.js';
 import { VERSION } from '../core/build-info.js';
-import type { Store } from '../store/store.js';
+import type { DiskStrategy, Store } from '../store/store.js';
 import type { EventBus } from './events.js';
 import type { Method, Params } from './schemas.js';
 import { KeyedLock } from './locks.js';
@@ -157,8 +157,13 @@ export class Daemon {
         `disk size ${diskSizeBytes} bytes is smaller than image "${image.name}" (${image.rootfsSizeBytes} bytes); give --disk-size of at least that`,
       );
     }
-    await this.runtime.checkPool();
-    const strategy = await this.runtime.diskStrategy();
+    let strategy: DiskStrategy;
+    try {
+      await this.runtime.checkPool();
+      strategy = await this.runtime.diskStrategy();
+    } catch (err) {
+      throw wrapError(`creating VM ${name}`, err);
+    }
     const id = newId();
     const progress = this.progress(call, id);
     const vm = store.insertVm(
@@ -186,7 +191,7 @@ export class Daemon {
         await this.runtime.destroy(vm.id, progress).catch((e) => this.deps.log.error({ err: e, vmId: vm.id }, 'cleanup after failed create'));
         rmSync(vmDir(this.deps.paths, vm.id), { recursive: true, force: true });
         this.deps.events.emit({ type: 'vm.deleted', at: new Date().toISOString(), vmId: vm.id, name });
-        throw err;
+        throw wrapError(`creating VM ${name}`, err);
       }
       store.updateStatus(vm.id, { state: 'stopped' });
       this.emitVm(vm.id);
