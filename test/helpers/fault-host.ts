@@ -3,7 +3,7 @@
 // throwaway network namespace), an in-process daemon over either one on a real socket, and the
 // invariant of SPEC 7: the host holds nothing that no VM owns.
 import { request, Agent } from 'node:http';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { build } from 'esbuild';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -27,18 +27,27 @@ import { killStandins } from './banger-env.js';
 let privateStandin: Promise<string> | null = null;
 
 /**
- * A `firecracker` stand-in executable bundled for this test process alone: the shared
- * dist/fc-standin.js is rewritten in place by every `npm run build`, and a stand-in that starts
- * while it is half-written exits 0 without a word.
+ * A `firecracker` stand-in bundled for this test process alone, as one executable file with a node
+ * shebang. Private: the shared dist/fc-standin.js is rewritten in place by every `npm run build`,
+ * and a stand-in started while it is half-written exits 0 without a word. One file, no shell
+ * wrapper: a wrapper that execs node after the launcher has recorded its pid leaves a moment in
+ * which /proc/<pid>/cmdline reads empty, and the launcher takes that for an exit.
  */
 export function standinBinary(): Promise<string> {
   privateStandin ??= (async () => {
     const dir = mkdtempSync('/tmp/bgfc-');
     process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
-    const bundle = join(dir, 'fc-standin.js');
-    await build({ entryPoints: [join(STANDIN_DIR, 'main.ts')], bundle: true, platform: 'node', target: 'node20', format: 'esm', outfile: bundle, logLevel: 'warning' });
     const binary = join(dir, 'firecracker');
-    writeFileSync(binary, `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(bundle)} "$@"\n`);
+    await build({
+      entryPoints: [join(STANDIN_DIR, 'main.ts')],
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'esm',
+      outfile: binary,
+      banner: { js: `#!${process.execPath}` },
+      logLevel: 'warning',
+    });
     chmodSync(binary, 0o755);
     return binary;
   })();
@@ -297,6 +306,8 @@ export interface VmView {
   lastError: string | null;
 }
 
+let startQueue: Promise<void> = Promise.resolve();
+
 /** A real daemon (startDaemon) in this process on a temporary socket, over a fault host. */
 export class DaemonHarness {
   readonly root: string;
@@ -323,6 +334,19 @@ export class DaemonHarness {
 
   /** Starts a daemon with one image, "base", registered from files (copied into its data dir). */
   static async start(host: FaultHost, strategy: 'dm' | 'copy', image: ImageFiles): Promise<DaemonHarness> {
+    // startDaemon swaps the process umask around listen(); two at once could leave it at 0177.
+    const previous = startQueue;
+    let done!: () => void;
+    startQueue = new Promise<void>((r) => (done = r));
+    await previous;
+    try {
+      return await DaemonHarness.startNow(host, strategy, image);
+    } finally {
+      done();
+    }
+  }
+
+  private static async startNow(host: FaultHost, strategy: 'dm' | 'copy', image: ImageFiles): Promise<DaemonHarness> {
     const binary = await standinBinary();
     const h = new DaemonHarness(host, strategy);
     h.env.BANGER_FIRECRACKER = binary;
@@ -489,8 +513,9 @@ export function leftovers(h: DaemonHarness): string[] {
 
 // ---------------------------------------------------------------- the fault matrix
 
-export type OpName = 'create' | 'start' | 'stop' | 'restart' | 'rm';
-export const OPS: OpName[] = ['create', 'start', 'stop', 'restart', 'rm'];
+export type OpName = 'create' | 'start' | 'stop' | 'restart' | 'rm' | 'start-after-error';
+/** start-after-error: the start of a VM in error that still holds a TAP a failed stop could not delete. */
+export const OPS: OpName[] = ['create', 'start', 'stop', 'restart', 'rm', 'start-after-error'];
 /** The target VM's disk is larger than the image, so that grow, fsck and resize run too. */
 const EXTRA_DISK_BYTES = 8 * 1024 * 1024;
 const TARGET = 'target';
@@ -514,6 +539,17 @@ const OP_SPECS: Record<OpName, { setup: (h: DaemonHarness) => Promise<void>; run
   stop: { setup: async (h) => void expectOk(await createTarget(h, true)), run: (h) => h.api('vm.stop', { vm: TARGET }) },
   restart: { setup: async (h) => void expectOk(await createTarget(h, true)), run: (h) => h.api('vm.restart', { vm: TARGET }) },
   rm: { setup: async (h) => void expectOk(await createTarget(h, true)), run: (h) => h.api('vm.delete', { vm: TARGET, force: true }) },
+  'start-after-error': {
+    setup: async (h) => {
+      expectOk(await createTarget(h, true));
+      h.host.runner.arm({ kind: 'run', prefix: 'ip link del', nth: 1, marker: 'setup: the TAP cannot be deleted' });
+      const stop = await h.api('vm.stop', { vm: TARGET });
+      h.host.runner.disarm();
+      const held = h.daemon.deps.store.listAll().filter((r) => r.kind === 'tap');
+      if (stop.status === 200 || held.length === 0) throw new Error(`setup: the stop should have failed holding the TAP: ${stop.raw}`);
+    },
+    run: (h) => h.api('vm.start', { vm: TARGET }),
+  },
 };
 
 function expectOk(a: ApiAnswer): ApiAnswer {
@@ -575,6 +611,12 @@ export async function runOperation(makeHost: () => FaultHost, strategy: 'dm' | '
       .listAll()
       .filter((r) => errorVms.has(r.vmId) && r.kind !== 'file')
       .map((r) => `${r.kind} ${r.handle}`);
+    // A VM a failure left in error starts again (releasing what it still held), and is consistent.
+    for (const vm of h.daemon.deps.store.listVms().filter((v) => v.state === 'error')) {
+      const r = await h.api('vm.start', { vm: vm.id });
+      if (r.status !== 200) problems.push(`vm start ${vm.name} after the failure answered ${r.status}: ${r.body?.error?.message ?? r.raw}`);
+      else problems.push(...findProblems(h).map((p) => `after vm start ${vm.name}: ${p}`));
+    }
     const afterRemoval: string[] = [];
     for (const vm of h.daemon.deps.store.listVms()) {
       const r = await h.api('vm.delete', { vm: vm.id, force: true });
@@ -586,6 +628,25 @@ export async function runOperation(makeHost: () => FaultHost, strategy: 'dm' | '
     await h?.stop();
     host.destroy();
   }
+}
+
+/** How each operation's error must begin: the operation and the VM, as a trail. */
+export const ERROR_CONTEXT: Record<OpName, RegExp> = {
+  create: /^(creating|starting) VM target: /,
+  start: /^starting VM target: /,
+  'start-after-error': /^starting VM target: /,
+  stop: /^stopping VM target: /,
+  restart: /^(stopping|starting) VM target: /,
+  rm: /^removing VM target: /,
+};
+
+/** Runs fn over items, at most `limit` at a time (the runs mostly wait on processes). */
+export async function forEachConcurrently<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /** Words an error must contain to name the step that failed in a phase. */
@@ -637,6 +698,7 @@ export async function runFaultMatrix(
   image: ImageFiles,
   op: OpName,
   log: (line: string) => void = () => {},
+  concurrency = 6,
 ): Promise<MatrixResult> {
   const failures: string[] = [];
   const absorbed: string[] = [];
@@ -653,14 +715,14 @@ export async function runFaultMatrix(
     const marker = `injected fault #${k} in ${op}`;
     cases.push({ label: `${op} call ${k} [${c.phase}] ${normalized[k]}`, fault: { call: { kind: c.kind, prefix, nth, marker } }, phase: c.phase, marker, expected: normalized[k] });
   });
-  if (op === 'create' || op === 'start' || op === 'restart') {
+  if (op === 'create' || op === 'start' || op === 'restart' || op === 'start-after-error') {
     for (const put of FIRECRACKER_PUTS) {
       cases.push({ label: `${op} firecracker ${put}`, fault: { firecrackerFail: put }, phase: put === 'PUT /actions' ? 'vmm.start' : 'vmm.configure', marker: put, expected: null });
     }
   }
   if (op === 'stop') cases.push({ label: 'stop with the API socket gone', fault: { removeApiSocket: true }, phase: null, marker: null, expected: null });
 
-  for (const c of cases) {
+  await forEachConcurrently(cases, concurrency, async (c) => {
     const out = await runOperation(makeHost, strategy, image, op, c.fault);
     const fail = (why: string) => failures.push(`${strategy} ${c.label}: ${why}`);
     if (c.fault.call) {
@@ -673,6 +735,7 @@ export async function runFaultMatrix(
       for (const p of errorShapeProblems(out.answer)) fail(p);
       const message: string = out.answer.body?.error?.message ?? '';
       if (c.marker && !message.includes(c.marker)) fail(`the error does not carry the failure: ${message}`);
+      if (!ERROR_CONTEXT[op].test(message)) fail(`the error does not say which operation on which VM failed: ${message}`);
       const names = stepNamesFor(c.phase);
       if (names.length && !names.some((n) => message.includes(n))) fail(`the error does not name the step ${c.phase}: ${message}`);
       if (out.heldByError.length) heldByError++;
@@ -680,6 +743,6 @@ export async function runFaultMatrix(
     for (const p of out.problems) fail(p);
     for (const p of out.afterRemoval) fail(`after rm --force: ${p}`);
     log(`${out.answer.status === 200 ? 'ok ' : out.answer.status} ${strategy} ${c.label}${out.answer.status === 200 ? '' : ` -> ${out.answer.body?.error?.message}`}`);
-  }
+  });
   return { points: cases.length, absorbed, failures, heldByError };
 }
