@@ -186,9 +186,12 @@ interface CachedImage {
 }
 
 function readCache(dir: string): CachedImage | null {
-  const meta = join(dir, 'image.json');
-  if (!existsSync(meta)) return null;
-  const m = JSON.parse(readFileSync(meta, 'utf8')) as { bootArgs: string };
+  let m: { bootArgs: string };
+  try {
+    m = JSON.parse(readFileSync(join(dir, 'image.json'), 'utf8')) as { bootArgs: string };
+  } catch {
+    return null;
+  }
   const files = { kernel: join(dir, 'vmlinux'), rootfs: join(dir, 'rootfs.ext4'), initrd: join(dir, 'initrd.img') };
   if (!Object.values(files).every((f) => existsSync(f))) return null;
   const now = new Date();
@@ -253,6 +256,7 @@ describe.skipIf(skip !== null)('a real guest under QEMU, end to end', () => {
   let env: BangerEnv;
   /** The VM as `vm show --json` last printed it; undefined before the create, null once removed. */
   let vm: any;
+  let createAttempted = false;
   const name = `e2e-${randomBytes(2).toString('hex')}`;
   const token = randomBytes(8).toString('hex');
   const timings: Record<string, string> = {};
@@ -307,7 +311,7 @@ describe.skipIf(skip !== null)('a real guest under QEMU, end to end', () => {
   afterAll(async () => {
     try {
       // A failed run may leave the VM running: let banger release its disk, TAP and rules.
-      if (env && net && vm !== null) cli(['vm', 'rm', '--force', name], 60_000);
+      if (createAttempted && vm !== null) cli(['vm', 'rm', '--force', name], 60_000);
     } catch {
       // reported by the tests already
     }
@@ -344,6 +348,7 @@ describe.skipIf(skip !== null)('a real guest under QEMU, end to end', () => {
   it('creates a VM that boots under QEMU, waits for its SSH server, and answers with its own name', () => {
     const started = Date.now();
     const logFrom = statSync(env.log).size;
+    createAttempted = true;
     vm = json(['vm', 'create', '--name', name, '--image', 'debian', '--wait-ssh'], SSH_WAIT_MS + 60_000);
     timings.createToSsh = seconds(Date.now() - started);
     const phases = loggedPhases(env.log, logFrom);
