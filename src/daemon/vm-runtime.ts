@@ -431,14 +431,16 @@ export class VmRuntime {
         await this.deps.locks.run(vm.id, () => this.recoverOne(vm.id));
       } catch (err) {
         this.deps.log.error({ err: errorMessage(err), vmId: vm.id }, 'recovery failed');
-        this.setState(vm.id, { state: 'error', lastError: `recovery after a daemon restart failed: ${errorMessage(err)}` });
+        if (this.store.getVm(vm.id)) this.setState(vm.id, { state: 'error', lastError: `recovery after a daemon restart failed: ${errorMessage(err)}` });
       }
     }
     this.ensureWatching();
   }
 
   private async recoverOne(vmId: string): Promise<void> {
-    const vm = this.store.getVm(vmId)!;
+    // The daemon answers while it recovers: a request may have removed the VM before recovery reached it.
+    const vm = this.store.getVm(vmId);
+    if (!vm) return;
     const alive = vm.pid !== null && vm.pidStartTime !== null && isSameProcess(vm.pid, vm.pidStartTime, vm.id);
     const log = this.deps.log.child({ vmId, state: vm.state });
     switch (vm.state) {
