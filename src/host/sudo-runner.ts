@@ -3,7 +3,7 @@
 import type { RunOptions, RunResult, Runner, SpawnOptions, SpawnedProcess } from '../core/ports.js';
 
 /** The tools banger needs root for. The sudoers snippet lists the same. */
-export const PRIVILEGED_TOOLS = ['losetup', 'dmsetup', 'blockdev', 'ip', 'iptables', 'sysctl', 'e2fsck', 'resize2fs', 'kill', 'chown', 'rm'] as const;
+export const PRIVILEGED_TOOLS = ['losetup', 'dmsetup', 'blockdev', 'ip', 'iptables', 'sysctl', 'e2fsck', 'resize2fs', 'debugfs', 'kill', 'chown', 'rm'] as const;
 
 export class SudoRunner implements Runner {
   constructor(private readonly inner: Runner) {}
