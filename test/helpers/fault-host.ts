@@ -334,28 +334,10 @@ export class DaemonHarness {
 
   /** Starts a daemon with one image, "base", registered from files (copied into its data dir). */
   static async start(host: FaultHost, strategy: 'dm' | 'copy', image: ImageFiles): Promise<DaemonHarness> {
-    // startDaemon swaps the process umask around listen(); two at once could leave it at 0177.
-    const previous = startQueue;
-    let done!: () => void;
-    startQueue = new Promise<void>((r) => (done = r));
-    await previous;
-    try {
-      return await DaemonHarness.startNow(host, strategy, image);
-    } finally {
-      done();
-    }
-  }
-
-  private static async startNow(host: FaultHost, strategy: 'dm' | 'copy', image: ImageFiles): Promise<DaemonHarness> {
-    const binary = await standinBinary();
     const h = new DaemonHarness(host, strategy);
-    h.env.BANGER_FIRECRACKER = binary;
     try {
-      const log = pino({ level: 'info' }, pino.destination({ dest: join(h.root, 'bangerd.log'), sync: true, mkdir: true }));
-      h.running = await startDaemon({ env: h.env, runner: host.runner, log });
-      h.unsubscribe = h.daemon.deps.events.subscribe((e) => {
-        if (e.type === 'progress') host.runner.phase = e.phase;
-      });
+      h.env.BANGER_FIRECRACKER = await standinBinary();
+      await h.startDaemon();
       const id = newId();
       const dir = join(h.paths.imagesDir, id);
       mkdirSync(dir, { recursive: true });
@@ -381,6 +363,39 @@ export class DaemonHarness {
       await h.stop();
       throw err;
     }
+  }
+
+  /** A daemon on this harness's directories and host; startDaemon recovers before it resolves. */
+  private async startDaemon(): Promise<void> {
+    // startDaemon swaps the process umask around listen(); two at once could leave it at 0177.
+    const previous = startQueue;
+    let done!: () => void;
+    startQueue = new Promise<void>((r) => (done = r));
+    await previous;
+    try {
+      const log = pino({ level: 'info' }, pino.destination({ dest: this.logFile, sync: true, mkdir: true }));
+      this.running = await startDaemon({ env: this.env, runner: this.host.runner, log });
+      this.unsubscribe = this.daemon.deps.events.subscribe((e) => {
+        if (e.type === 'progress') this.host.runner.phase = e.phase;
+      });
+    } finally {
+      done();
+    }
+  }
+
+  get logFile(): string {
+    return join(this.root, 'bangerd.log');
+  }
+
+  /**
+   * Stands for SIGKILL of the daemon: the operation in flight stays paused forever and no clean-up
+   * of it runs; the socket, the database and the watcher are closed; then a new daemon starts on the
+   * same directories and host, and recovers.
+   */
+  async crashAndRestart(): Promise<void> {
+    this.unsubscribe?.();
+    await this.running.stop();
+    await this.startDaemon();
   }
 
   get daemon() {
