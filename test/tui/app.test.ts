@@ -108,6 +108,16 @@ describe('banger tui', () => {
     await app.waitForFrame((f) => !f.includes('✗'), 'the error dismissed');
   });
 
+  it('r restarts the selected VM', async () => {
+    const { app, fake } = setup();
+    await app.waitForFrame((f) => f.includes('web'));
+    await app.press('j', 'r');
+    const op = await app.waitFor(() => fake.ops[0], 'the restart call');
+    expect(op).toMatchObject({ method: 'restart', vm: fake.vms.find((v) => v.name === 'dev')!.id });
+    fake.progress(op, 'vmm.ctrl-alt-del');
+    await app.waitForFrame((f) => f.includes('restarting dev: vmm.ctrl-alt-del'), 'the phase');
+  });
+
   it('X kills at once: stop with force', async () => {
     const { app, fake } = setup();
     await app.waitForFrame((f) => f.includes('web'));
@@ -135,6 +145,20 @@ describe('banger tui', () => {
     expect(op).toMatchObject({ method: 'delete', vm: fake.vms.find((v) => v.name === 'dev')!.id, body: { force: true } });
     frame = await app.waitForFrame((f) => f.includes('deleting dev'), 'the progress');
     expect(frame).not.toContain('Delete VM');
+  });
+
+  it('handles keys typed faster than frames in order, each on the state the previous one left', async () => {
+    const { app, fake } = setup();
+    await app.waitForFrame((f) => f.includes('web'));
+    app.type('j', 'j', 'd');
+    await app.waitForFrame((f) => f.includes('Delete VM'), 'the confirmation');
+    expect(app.lastFrame()).toContain('Delete VM web and its disk?');
+    app.type('y', '/', 'd', 'e', 'v', KEY.enter, 'x');
+    const op = await app.waitFor(() => fake.ops.length === 2 && fake.ops, 'the delete and the stop');
+    expect(op.map((o) => [o.method, fake.vms.find((v) => v.id === o.vm)?.name])).toEqual([
+      ['delete', 'web'],
+      ['stop', 'dev'],
+    ]);
   });
 
   it('does not force the deletion of a stopped VM', async () => {
@@ -246,6 +270,17 @@ describe('banger tui', () => {
     expect(frame).toContain('‹ debian ›');
   });
 
+  it('fetches the images again when the daemon says they changed', async () => {
+    const { app, fake } = setup();
+    await app.waitForFrame((f) => f.includes('web'));
+    await app.press('i');
+    await app.waitForFrame((f) => f.includes('alpine'));
+    fake.imageList = [...fake.imageList, makeImage('ubuntu')];
+    fake.emit({ type: 'image.changed', at: '' });
+    await app.waitForFrame((f) => f.includes('ubuntu'), 'the new image');
+    expect(fake.listCalls).toBe(1);
+  });
+
   it('follows the console on the logs screen', async () => {
     const { app, fake } = setup();
     await app.waitForFrame((f) => f.includes('web'));
@@ -261,7 +296,7 @@ describe('banger tui', () => {
     await app.waitForFrame((f) => f.includes('dev login: root'), 'new console output');
     await app.press(KEY.escape);
     await app.waitForFrame((f) => f.includes('NAME'), 'the table');
-    expect(follow.signal.aborted).toBe(true);
+    await app.waitFor(() => follow.signal.aborted, 'the follow to stop');
   });
 
   it('refuses ssh into a VM that is not running, and hands the terminal over for one that is', async () => {
@@ -271,10 +306,18 @@ describe('banger tui', () => {
     await app.waitForFrame((f) => f.includes('✗ web is stopped: start it first (s)'), 'the refusal');
     expect(fake.sshCalls).toEqual([]);
     fake.sshExitCode = 255;
+    let frameDuringSsh = '';
+    fake.duringSsh = async () => {
+      // The TUI lets go of the keyboard while ssh has the terminal.
+      await app.waitFor(() => !app.isRaw(), 'raw mode off during ssh');
+      frameDuringSsh = app.lastFrame();
+    };
     await app.press('g', 'j', 'e');
     await app.waitForFrame((f) => f.includes('ssh to dev') && f.includes('failed'), 'the ssh failure');
     expect(fake.sshCalls.map((v) => v.name)).toEqual(['dev']);
-    // Keys work again afterwards.
+    expect(frameDuringSsh).toContain('ssh dev in progress');
+    // Keys work again once the terminal is back in raw mode.
+    await app.waitFor(() => app.isRaw(), 'raw mode again');
     await app.press('s');
     await app.waitFor(() => fake.ops[0], 'a start after ssh');
   });
@@ -303,11 +346,11 @@ describe('banger tui', () => {
     expect(frame.split('\n').length).toBeLessThanOrEqual(40);
   });
 
-  it('q quits', async () => {
-    const { app } = setup();
+  it('q quits: the app unmounts and closes its event stream', async () => {
+    const { app, fake } = setup();
     await app.waitForFrame((f) => f.includes('web'));
+    expect(fake.isSubscribed).toBe(true);
     await app.press('q');
-    // After exit, Ink renders nothing more: the fake's stream is closed by the unmount.
-    await app.waitFor(() => true, 'exit');
+    await app.waitFor(() => !fake.isSubscribed, 'the stream closed');
   });
 });

@@ -59,6 +59,8 @@ export class FakeTuiClient implements TuiClient {
   subscribeCalls = 0;
   sshCalls: VmView[] = [];
   sshExitCode = 0;
+  /** Runs while the ssh session would: tests look at the UI from here. */
+  duringSsh: (() => Promise<void>) | null = null;
   consoles = new Map<string, string[]>();
   follows: { vmId: string; onData: (chunk: string) => void; signal: AbortSignal }[] = [];
   /** While set, subscribe() fails with this message (the daemon is down). */
@@ -162,6 +164,7 @@ export class FakeTuiClient implements TuiClient {
 
   async ssh(vm: VmView): Promise<number> {
     this.sshCalls.push(vm);
+    await this.duringSsh?.();
     return this.sshExitCode;
   }
 }

@@ -21,9 +21,13 @@ export interface Rendered {
   lastFrame(): string;
   /** Types keys one write at a time, letting Ink handle each. */
   press(...keys: string[]): Promise<void>;
+  /** Writes keys back to back in one tick, as a fast typist or a paste-happy terminal would. */
+  type(...keys: string[]): void;
   waitForFrame(predicate: (frame: string) => boolean, what?: string, timeoutMs?: number): Promise<string>;
   waitFor<T>(fn: () => T | undefined | null | false, what: string, timeoutMs?: number): Promise<T>;
   resize(columns: number, rows: number): void;
+  /** Whether Ink has the terminal in raw mode, i.e. takes keys. */
+  isRaw(): boolean;
   unmount(): void;
 }
 
@@ -38,6 +42,10 @@ export function renderApp(client: FakeTuiClient, opts: { theme?: Theme; columns?
     stdout.emit('resize');
   };
   if (opts.columns || opts.rows) resize(opts.columns ?? 100, opts.rows ?? 24);
+  let isRaw = false;
+  (r.stdin as unknown as { setRawMode: (on: boolean) => void }).setRawMode = (on) => {
+    isRaw = on;
+  };
   const lastFrame = () => r.lastFrame() ?? '';
   const waitFor = async <T>(fn: () => T | undefined | null | false, what: string, timeoutMs = 3000): Promise<T> => {
     const deadline = Date.now() + timeoutMs;
@@ -57,9 +65,13 @@ export function renderApp(client: FakeTuiClient, opts: { theme?: Theme; columns?
         await sleep(k === KEY.escape ? 20 : 5);
       }
     },
+    type: (...keys) => {
+      for (const k of keys) r.stdin.write(k);
+    },
     waitForFrame: (predicate, what = 'a frame', timeoutMs) => waitFor(() => (predicate(lastFrame()) ? lastFrame() : null), what, timeoutMs),
     waitFor,
     resize,
+    isRaw: () => isRaw,
     unmount: () => r.unmount(),
   };
 }

@@ -1,7 +1,7 @@
 // Keys: one input listener for the app, and one handler per screen or overlay that the App
 // routes each key to.
 import { useInput, type Key } from 'ink';
-import { useCallback, useRef, type Dispatch } from 'react';
+import { useCallback, useLayoutEffect, useState, type Dispatch } from 'react';
 import type { VmView } from '../../core/models.js';
 import type { Actions } from './use-actions.js';
 import type { UiAction } from '../state/ui.js';
@@ -11,15 +11,20 @@ import type { LogsAction } from '../state/logs.js';
 export type KeyHandler = (input: string, key: Key) => void;
 
 /**
- * Listens to keys while active and calls the handler of the latest render. Ink re-subscribes a
- * changed handler only in an effect, after the frame; through the ref, a key pressed right after
- * another already sees the state that the first one produced.
+ * Listens to keys while active. Keys are queued and handled one per render, each by the handler
+ * of the render that the previous key produced: a key typed before the frame of the one before
+ * it (a fast typist, a terminal that sends "jjd" at once) still acts on the right VM and screen.
  */
 export function useKeys(isActive: boolean, handler: KeyHandler): void {
-  const ref = useRef(handler);
-  ref.current = handler;
-  const stable = useCallback<KeyHandler>((input, key) => ref.current(input, key), []);
-  useInput(stable, { isActive });
+  const [queue, setQueue] = useState<{ input: string; key: Key }[]>([]);
+  const enqueue = useCallback<KeyHandler>((input, key) => setQueue((q) => [...q, { input, key }]), []);
+  useInput(enqueue, { isActive });
+  useLayoutEffect(() => {
+    if (queue.length === 0) return;
+    const [first, ...rest] = queue;
+    setQueue(rest);
+    handler(first.input, first.key);
+  }, [queue]);
 }
 
 /** True for a key that types text (no control, meta or navigation key). */
