@@ -31,20 +31,25 @@ function sendError(res: ServerResponse, code: ErrorCode, message: string, detail
   send(res, STATUS[code], { error: { code, message, details } } satisfies ApiErrorBody);
 }
 
+/** Past this much, an oversized body is no longer drained for its answer: the connection is cut. */
+const MAX_DRAINED_BYTES = 16 * MAX_BODY_BYTES;
+
+// An oversized body is read to its end and dropped, so that the client, still writing, gets its
+// 400: destroying the request at once left it with "socket hang up" and no answer.
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     let size = 0;
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new Error(`body larger than ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
+      if (size > MAX_DRAINED_BYTES) req.destroy();
+      else if (size > MAX_BODY_BYTES) chunks.length = 0;
+      else chunks.push(c);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => {
+      if (size > MAX_BODY_BYTES) reject(new Error(`the body is larger than ${MAX_BODY_BYTES} bytes`));
+      else resolve(Buffer.concat(chunks).toString('utf8'));
+    });
     req.on('error', reject);
   });
 }
