@@ -19,8 +19,16 @@ export async function runTui(cli: CliContext): Promise<void> {
   const terminal = new Terminal(process.stdin, process.stdout);
   const client = new DaemonTuiClient(config, terminal);
   terminal.open();
+  // kill(1) gets the same clean exit as q: the screen back, the stream closed. The listener stays
+  // until the app is gone: while it is there, Ink's signal-exit does not re-raise the signal.
+  let app: ReturnType<typeof render> | null = null;
+  const onTerm = () => {
+    process.exitCode = 143;
+    app?.unmount();
+  };
+  process.on('SIGTERM', onTerm);
   try {
-    const app = render(<App client={client} theme={themeFor(process.env)} />, {
+    app = render(<App client={client} theme={themeFor(process.env)} />, {
       stdout: terminal.output as unknown as NodeJS.WriteStream,
       stdin: process.stdin,
       exitOnCtrlC: true,
@@ -28,6 +36,7 @@ export async function runTui(cli: CliContext): Promise<void> {
     });
     await app.waitUntilExit();
   } finally {
+    process.off('SIGTERM', onTerm);
     terminal.close();
   }
 }
