@@ -39,7 +39,7 @@ export function columnWidths(rows: string[][], width: number): number[] {
     if (widths[name] - MIN.NAME >= widths[image] - MIN.IMAGE && widths[name] > MIN.NAME) widths[name]--;
     else widths[image]--;
   }
-  // Still too wide (a very narrow terminal): drop IP's spare room last resort.
+  // Still too wide (a very narrow terminal): IP gives up its spare room too.
   while (total() > width && widths[2] > MIN.IP) widths[2]--;
   return widths;
 }
