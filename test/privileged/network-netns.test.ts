@@ -94,6 +94,8 @@ describe.skipIf(reason !== null)('network setup inside a network namespace', () 
       await runner.run(['ip', 'addr', 'add', '198.51.100.2/24', 'dev', UPLINK]);
       await runner.run(['ip', 'link', 'set', UPLINK, 'up']);
       await runner.run(['ip', 'route', 'add', 'default', 'via', '198.51.100.1', 'dev', UPLINK]);
+      // A new namespace may copy the host's forwarding setting: start from off, so that turning it on is banger's doing.
+      await runner.run(['sysctl', '-qw', 'net.ipv4.ip_forward=0']);
     } catch (err) {
       tool(['ip', 'netns', 'del', ns]);
       throw err;
