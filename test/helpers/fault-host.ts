@@ -713,7 +713,7 @@ export async function runFaultMatrix(
   image: ImageFiles,
   op: OpName,
   log: (line: string) => void = () => {},
-  concurrency = 6,
+  concurrency = Number(process.env.FAULTS_CONCURRENCY ?? 6),
 ): Promise<MatrixResult> {
   const failures: string[] = [];
   const absorbed: string[] = [];
