@@ -33,6 +33,7 @@ describe.skipIf(skip !== null)('fault matrix on real tools in a network namespac
     it(`${op} (copy): every failed host call or Firecracker call leaves a consistent VM, and no TAP or rule that no VM owns`, async () => {
       const r = await runFaultMatrix(() => new NetnsFaultHost(), 'copy', image, op, verbose ? (l) => console.log(l) : undefined);
       totals[op] = r.points;
+      if (r.heldByError) console.log(`${op}: ${r.heldByError} failures left the VM in error still holding journaled handles (released by the next start or rm)`);
       if (r.absorbed.length) console.log(`${op}: succeeded despite the fault: ${r.absorbed.length}\n  ${r.absorbed.join('\n  ')}`);
       expect(r.failures).toEqual([]);
       expect(r.points).toBeGreaterThan(3);
