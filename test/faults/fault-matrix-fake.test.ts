@@ -32,7 +32,7 @@ describe.skipIf(skip !== null)('fault matrix on the fake host', () => {
       it(`${op} (${strategy}): every failed host call or Firecracker call leaves a consistent VM and nothing unowned`, async () => {
         const r = await runFaultMatrix(() => new FakeFaultHost(), strategy, image, op, verbose ? (l) => console.log(l) : undefined);
         totals[`${op}/${strategy}`] = r.points;
-        if (r.heldByError) console.log(`${op}: ${r.heldByError} failures left the VM in error still holding journaled handles (released by the next start or rm)`);
+        if (r.heldByError) console.log(`${op}/${strategy}: ${r.heldByError} failures left the VM in error still holding journaled handles (released by the next start or rm)`);
         if (r.absorbed.length) console.log(`${op}/${strategy}: succeeded despite the fault: ${r.absorbed.length}\n  ${r.absorbed.join('\n  ')}`);
         expect(r.failures).toEqual([]);
         expect(r.points).toBeGreaterThan(3);

@@ -296,16 +296,6 @@ export interface ImageFiles {
   initrd: string;
 }
 
-export interface VmView {
-  id: string;
-  name: string;
-  state: string;
-  pid: number | null;
-  tap: string;
-  nat: boolean;
-  lastError: string | null;
-}
-
 let startQueue: Promise<void> = Promise.resolve();
 
 /** A real daemon (startDaemon) in this process on a temporary socket, over a fault host. */
@@ -321,7 +311,7 @@ export class DaemonHarness {
   ) {
     this.root = mkdtempSync('/tmp/bgf-');
     this.env = {
-      PATH: `${STANDIN_DIR}:${process.env.PATH}`,
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       HOME: join(this.root, 'home'),
       XDG_STATE_HOME: join(this.root, 'state'),
       XDG_DATA_HOME: join(this.root, 'data'),
@@ -417,10 +407,6 @@ export class DaemonHarness {
     const r = await this.api(method, body);
     if (r.status !== 200) throw new Error(`${method} ${JSON.stringify(body)} answered ${r.status}: ${r.raw}`);
     return r.body.result as T;
-  }
-
-  vms(): VmView[] {
-    return this.daemon.deps.store.listVms().map((v) => ({ id: v.id, name: v.name, state: v.state, pid: v.pid, tap: v.tap, nat: v.nat, lastError: v.lastError }));
   }
 
   /** Stops the daemon, kills whatever it started that still runs, removes the temporary tree. */
