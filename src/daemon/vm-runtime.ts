@@ -24,7 +24,8 @@ import type { RuntimeDeps as DaemonDeps } from './daemon.js';
 import { vmView, type Progress } from './service.js';
 import type { Params } from './schemas.js';
 import { buildImage } from './image-build.js';
-import { doctor, gc } from './host-checks.js';
+import { doctor } from './doctor.js';
+import { gc } from './gc.js';
 
 export interface StopOptions {
   timeoutMs: number;

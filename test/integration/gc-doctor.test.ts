@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { BangerEnv, ROOT, STANDIN_DIR, makeImageFiles, isAlive } from '../helpers/banger-env.js';
 import { HostNetns, privilegedSkipReason } from '../helpers/netns.js';
 import { findFirecrackerProcesses, readCmdline } from '../../src/firecracker/proc.js';
-import { SUDO_PROBES, isSudoRefusal } from '../../src/daemon/host-checks.js';
+import { SUDO_PROBES, isSudoRefusal } from '../../src/daemon/doctor.js';
 
 const skip = privilegedSkipReason();
 if (skip) console.warn(`skipping gc tests: ${skip}`);

@@ -4,7 +4,7 @@ import type { CliContext } from '../context.js';
 import { printJson } from '../output.js';
 import { CliError } from '../errors.js';
 
-/** One answer of host.doctor (src/daemon/host-checks.ts). */
+/** One answer of host.doctor (src/daemon/doctor.ts). */
 export interface DoctorCheck {
   name: string;
   status: 'ok' | 'warn' | 'fail';

@@ -20,19 +20,13 @@ import {
   DOCTOR_CHECKS,
   LOW_DISK_BYTES,
   SUDO_PROBES,
-  collectGarbage,
-  gcScope,
   isSudoRefusal,
-  planGc,
   runDoctor,
   type DoctorCheck,
   type DoctorEnv,
   type DoctorProbes,
-  type GcContext,
-  type GcScope,
-  type GcVm,
-  type HostInventory,
-} from '../../src/daemon/host-checks.js';
+} from '../../src/daemon/doctor.js';
+import { collectGarbage, gcScope, planGc, type GcContext, type GcScope, type GcVm, type HostInventory } from '../../src/daemon/gc.js';
 
 // ---------------------------------------------------------------------------------------------
 // doctor
