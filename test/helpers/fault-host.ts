@@ -3,7 +3,9 @@
 // throwaway network namespace), an in-process daemon over either one on a real socket, and the
 // invariant of SPEC 7: the host holds nothing that no VM owns.
 import { request, Agent } from 'node:http';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { build } from 'esbuild';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -26,29 +28,42 @@ import { killStandins } from './banger-env.js';
 
 let privateStandin: Promise<string> | null = null;
 
+function hashTree(dir: string, h: ReturnType<typeof createHash>): void {
+  for (const name of readdirSync(dir).sort()) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) hashTree(p, h);
+    else h.update(p).update(readFileSync(p));
+  }
+}
+
 /**
- * A `firecracker` stand-in bundled for this test process alone, as one executable file with a node
- * shebang. Private: the shared dist/fc-standin.js is rewritten in place by every `npm run build`,
- * and a stand-in started while it is half-written exits 0 without a word. One file, no shell
- * wrapper: a wrapper that execs node after the launcher has recorded its pid leaves a moment in
- * which /proc/<pid>/cmdline reads empty, and the launcher takes that for an exit.
+ * A `firecracker` stand-in bundled for these tests alone, as one executable file with a node
+ * shebang, at a path named by the hash of its sources (built once, renamed into place whole).
+ * Private: the shared dist/fc-standin.js is rewritten in place by every `npm run build`, and a
+ * stand-in started while it is half-written exits 0 without a word. One file, no shell wrapper: a
+ * wrapper that execs node after the launcher has recorded its pid leaves a moment in which
+ * /proc/<pid>/cmdline reads empty, and the launcher takes that for an exit.
  */
 export function standinBinary(): Promise<string> {
   privateStandin ??= (async () => {
-    const dir = mkdtempSync('/tmp/bgfc-');
-    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
-    const binary = join(dir, 'firecracker');
+    const h = createHash('sha256').update(process.execPath);
+    hashTree(STANDIN_DIR, h);
+    hashTree(join(STANDIN_DIR, '../../src/firecracker'), h);
+    const binary = join(tmpdir(), `banger-fc-standin-${h.digest('hex').slice(0, 16)}`);
+    if (existsSync(binary)) return binary;
+    const partial = `${binary}.${process.pid}.tmp`;
     await build({
       entryPoints: [join(STANDIN_DIR, 'main.ts')],
       bundle: true,
       platform: 'node',
       target: 'node20',
       format: 'esm',
-      outfile: binary,
+      outfile: partial,
       banner: { js: `#!${process.execPath}` },
       logLevel: 'warning',
     });
-    chmodSync(binary, 0o755);
+    chmodSync(partial, 0o755);
+    renameSync(partial, binary);
     return binary;
   })();
   return privateStandin;
