@@ -78,7 +78,22 @@ export function isSameProcess(pid: number, startTime: string, vmId: string, proc
   if (!Number.isInteger(pid) || pid <= 0) return false;
   if (readStartTime(pid, procRoot) !== startTime) return false;
   const argv = readCmdline(pid, procRoot);
-  return argv !== null && hasIdArg(argv, vmId);
+  if (argv === null) return false;
+  // The command line reads empty for a zombie, and for an instant while the process execs (a
+  // wrapper script exec'ing Firecracker): the same start time and a live state mean the same process.
+  if (argv.length === 0) return !isZombie(pid, procRoot);
+  return hasIdArg(argv, vmId);
+}
+
+/** Whether /proc/<pid>/stat shows state Z (exited, not yet reaped), or no such process. */
+export function isZombie(pid: number, procRoot = '/proc'): boolean {
+  try {
+    const stat = readFileSync(`${procRoot}/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 1).trim().split(/\s+/)[0];
+    return state === 'Z' || state === 'X';
+  } catch {
+    return true;
+  }
 }
 
 /** Every running process launched as "<firecracker> --api-sock X --id Y", wrappers excluded. */

@@ -88,10 +88,10 @@ describe('parseFirecrackerArgs', () => {
 
 describe('isSameProcess and findFirecrackerProcesses over a fake /proc', () => {
   let proc: string;
-  const add = (pid: number, argv: string[], startTime: string, comm = 'firecracker') => {
+  const add = (pid: number, argv: string[], startTime: string, comm = 'firecracker', state = 'S') => {
     mkdirSync(join(proc, String(pid)));
     writeFileSync(join(proc, String(pid), 'cmdline'), argv.length ? `${argv.join('\0')}\0` : '');
-    writeFileSync(join(proc, String(pid), 'stat'), statLine(pid, comm, startTime));
+    writeFileSync(join(proc, String(pid), 'stat'), statLine(pid, comm, startTime, state));
   };
 
   beforeEach(() => {
@@ -102,7 +102,8 @@ describe('isSameProcess and findFirecrackerProcesses over a fake /proc', () => {
     add(101, ['sudo', '-n', 'sh', '-c', PIDFILE_WRAPPER_SCRIPT, '/v/firecracker.pid', 'firecracker', '--api-sock', '/s', '--id', 'bbbbbbbbbbbb'], '6000', 'sudo');
     add(102, ['firecracker', '--api-sock', '/run/banger/vms/bbbbbbbbbbbb.sock', '--id', 'bbbbbbbbbbbb'], '6001', 'firecracker');
     add(103, ['sleep', '100'], '7000', 'sleep');
-    add(104, [], '7001', 'firecracker'); // a zombie: empty command line
+    add(104, [], '7001', 'firecracker', 'Z'); // a zombie: empty command line
+    add(105, [], '7002', 'sh'); // mid-exec: the command line reads empty for an instant
   });
   afterEach(() => rmSync(proc, { recursive: true, force: true }));
 
@@ -112,6 +113,7 @@ describe('isSameProcess and findFirecrackerProcesses over a fake /proc', () => {
     expect(isSameProcess(100, '5000', 'bbbbbbbbbbbb', proc)).toBe(false); // another VM
     expect(isSameProcess(103, '7000', 'aaaaaaaaaaaa', proc)).toBe(false); // not firecracker
     expect(isSameProcess(104, '7001', 'aaaaaaaaaaaa', proc)).toBe(false); // zombie
+    expect(isSameProcess(105, '7002', 'aaaaaaaaaaaa', proc)).toBe(true); // same start time, alive, mid-exec
     expect(isSameProcess(999, '5000', 'aaaaaaaaaaaa', proc)).toBe(false); // gone
   });
 
