@@ -1,8 +1,8 @@
 // Bundles the entry points with esbuild. The CLI bundle excludes the daemon and the TUI,
 // which it never imports statically (the TUI is loaded with import() only for `banger tui`).
-import { build } from 'esbuild';
+import { build as esbuild } from 'esbuild';
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, statSync, mkdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, mkdirSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -36,6 +36,19 @@ const common = {
 };
 
 mkdirSync(join(root, 'dist'), { recursive: true });
+
+// Each output is written beside its place and renamed over it, so that a process starting during
+// a build (a daemon, a stand-in) reads either the old file or the new one, never half of one.
+async function build(options) {
+  const result = await esbuild({ ...options, write: false });
+  for (const file of result.outputFiles) {
+    const tmp = `${file.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, file.contents);
+    renameSync(tmp, file.path);
+  }
+  return result;
+}
+
 await Promise.all([
   // The CLI is CommonJS: an ESM import of a builtin such as node:fs evaluates all its exports
   // (node:fs loads fs/promises, ~8 ms), and start-up time is what the CLI is measured by.
