@@ -73,12 +73,20 @@ async function handle(daemon: Daemon, log: Logger, req: IncomingMessage, res: Se
     return streamEvents(daemon, req, res);
   }
   const m = /^\/v1\/([a-z]+\.[a-z]+)$/.exec(url.pathname);
+  // A CLI of another build gets a refusal before anything happens (even before its method and body are checked against this build's schemas); it replaces this daemon.
+  const build = req.headers['x-banger-build'];
+  if (typeof build === 'string' && build !== daemon.deps.buildId && m && m[1] !== 'daemon.info' && m[1] !== 'daemon.shutdown') {
+    return sendError(res, 'failed_precondition', `this bangerd is build ${daemon.deps.buildId}, the client is build ${build}; the client replaces it`, {
+      reason: 'stale_daemon',
+      buildId: daemon.deps.buildId,
+    });
+  }
+
   if (!m || !(m[1] in schemas)) {
     return sendError(res, 'not_found', `unknown endpoint ${req.method} ${url.pathname}; methods are POST /v1/<method> with method one of ${Object.keys(schemas).join(', ')}`);
   }
   const method = m[1] as Method;
   if (req.method !== 'POST') return sendError(res, 'invalid_argument', `use POST for /v1/${method}`);
-
   let raw: string;
   try {
     raw = await readBody(req);
@@ -96,14 +104,6 @@ async function handle(daemon: Daemon, log: Logger, req: IncomingMessage, res: Se
   const parsed = schemas[method].safeParse(body);
   if (!parsed.success) {
     return sendError(res, 'invalid_argument', `invalid ${method} request: ${describeZodError(parsed.error)}`, { issues: parsed.error.issues.map((i) => ({ path: i.path, message: i.message })) });
-  }
-  // A CLI of another build gets a refusal before anything happens; it replaces this daemon.
-  const build = req.headers['x-banger-build'];
-  if (typeof build === 'string' && build !== daemon.deps.buildId && method !== 'daemon.info' && method !== 'daemon.shutdown') {
-    return sendError(res, 'failed_precondition', `this bangerd is build ${daemon.deps.buildId}, the client is build ${build}; the client replaces it`, {
-      reason: 'stale_daemon',
-      buildId: daemon.deps.buildId,
-    });
   }
   const opHeader = req.headers['x-banger-op'];
   const opId = typeof opHeader === 'string' && /^[A-Za-z0-9-]{1,64}$/.test(opHeader) ? opHeader : null;

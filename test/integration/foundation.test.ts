@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { BangerEnv, BANGERD, makeImageFiles, isAlive } from '../helpers/banger-env.js';
 
-function rawRequest(socket: string, method: string, path: string, body?: string): Promise<{ status: number; json: any }> {
+function rawRequest(socket: string, method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, method, path, headers: body !== undefined ? { 'content-length': Buffer.byteLength(body) } : {} }, (res) => {
+    const req = request({ socketPath: socket, method, path, headers: { ...headers, ...(body !== undefined ? { 'content-length': Buffer.byteLength(body) } : {}) } }, (res) => {
       let text = '';
       res.on('data', (d) => (text += d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) }));
@@ -166,6 +166,12 @@ describe('control plane through the CLI and a real daemon', () => {
       expect(r.json.error.code).toBe(code);
       expect(typeof r.json.error.message).toBe('string');
       expect(r.json.error).toHaveProperty('details');
+    }
+    // A client of another build is refused before its method or body are judged by this build's schemas.
+    for (const path of ['/v1/vm.create', '/v1/vm.teleport']) {
+      const stale = await rawRequest(env.socket, 'POST', path, '{"name":"x1","image":"base","newField":1}', { 'x-banger-build': 'some-newer-build' });
+      expect(stale.status).toBe(409);
+      expect(stale.json.error.details.reason).toBe('stale_daemon');
     }
     const unknownField = await rawRequest(env.socket, 'POST', '/v1/vm.create', '{"name":"x1","image":"base","bogus":1}');
     expect(unknownField.json.error.message).toMatch(/unknown field "bogus"/);
