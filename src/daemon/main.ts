@@ -25,6 +25,11 @@ async function main(): Promise<void> {
     process.stderr.write(`bangerd: unknown argument "${args[0]}"\n${USAGE}`);
     process.exit(2);
   }
+  // A stray rejection in a background task (the crash watcher, an event stream) is logged, not
+  // fatal: the daemon holds every VM's bookkeeping and must outlive its own bugs.
+  process.on('unhandledRejection', (reason) => {
+    process.stderr.write(`bangerd: unhandled rejection: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}\n`);
+  });
   const running = await startDaemon();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.on(sig, () => void running.stop());
