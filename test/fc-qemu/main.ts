@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { connect, type Socket } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { FIRECRACKER_API_VERSION } from '../../src/firecracker/types.js';
-import { fault, handleApiRequest, newVmmState, parseApiRequest, type ApiAnswer, type VmmState } from '../fc-standin/validation.js';
+import { checkHost as checkHostFiles, fault, handleApiRequest, newVmmState, parseApiRequest, type ApiAnswer, type VmmState } from '../fc-standin/validation.js';
 import { QEMU_BINARY, qemuArgv } from './qemu.js';
 
 const env = process.env;
@@ -119,33 +119,12 @@ for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
   });
 }
 
-/** InstanceStart's host checks, with Firecracker's messages: the files it would open and the TAPs it would attach. */
+/** The shared host checks, and one of QEMU's own: it boots only drives backed by a file. */
 function checkHost(s: VmmState): ApiAnswer | null {
-  const boot = s.bootSource!;
-  if (!existsSync(boot.kernel_image_path)) {
-    return fault(400, `Boot source error: The kernel file cannot be opened: No such file or directory (os error 2): ${boot.kernel_image_path}`);
-  }
-  if (boot.initrd_path !== undefined && !existsSync(boot.initrd_path)) {
-    return fault(
-      400,
-      `Boot source error: The initrd file cannot be opened due to invalid path or invalid permissions. No such file or directory (os error 2): ${boot.initrd_path}`,
-    );
-  }
-  for (const d of s.drives) {
-    if (d.path_on_host !== undefined && !existsSync(d.path_on_host)) {
-      return fault(
-        400,
-        `Drive config error: Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: No such file or directory (os error 2) ${d.path_on_host}`,
-      );
-    }
-    if (d.path_on_host === undefined) return fault(400, `Start microvm error: fc-qemu boots only path_on_host drives; ${d.drive_id} is vhost-user`);
-  }
-  for (const n of s.networkInterfaces) {
-    if (!existsSync(`/sys/class/net/${n.host_dev_name}`)) {
-      return fault(400, `Network config error: Cannot open/create the tap device: Open tap device failed: No such device (os error 19): ${n.host_dev_name}`);
-    }
-  }
-  return null;
+  const answer = checkHostFiles(s);
+  if (answer) return answer;
+  const vhost = s.drives.find((d) => d.path_on_host === undefined);
+  return vhost ? fault(400, `Start microvm error: fc-qemu boots only path_on_host drives; ${vhost.drive_id} is vhost-user`) : null;
 }
 
 /**

@@ -10,7 +10,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { appendFileSync, existsSync, writeSync } from 'node:fs';
 import { FIRECRACKER_API_VERSION } from '../../src/firecracker/types.js';
-import { fault, handleApiRequest, newVmmState, parseApiRequest, type ApiAnswer, type VmmState } from './validation.js';
+import { checkHost, fault, handleApiRequest, newVmmState, parseApiRequest, type ApiAnswer, type VmmState } from './validation.js';
 
 function usage(message: string): never {
   process.stderr.write(`fc-standin: ${message}\nusage: fc-standin --api-sock PATH --id ID\n`);
@@ -48,34 +48,6 @@ const { apiSock, id } = parseArgs(process.argv.slice(2));
 const state: VmmState = newVmmState(id);
 
 consoleLine(`Running Firecracker v${FIRECRACKER_API_VERSION} (fc-standin, pid ${process.pid})`);
-
-/** InstanceStart's host checks: the files it would open and the TAP it would attach. */
-function checkHost(s: VmmState): ApiAnswer | null {
-  const boot = s.bootSource!;
-  if (!existsSync(boot.kernel_image_path)) {
-    return fault(400, `Boot source error: The kernel file cannot be opened: No such file or directory (os error 2): ${boot.kernel_image_path}`);
-  }
-  if (boot.initrd_path !== undefined && !existsSync(boot.initrd_path)) {
-    return fault(
-      400,
-      `Boot source error: The initrd file cannot be opened due to invalid path or invalid permissions. No such file or directory (os error 2): ${boot.initrd_path}`,
-    );
-  }
-  for (const d of s.drives) {
-    if (d.path_on_host !== undefined && !existsSync(d.path_on_host)) {
-      return fault(
-        400,
-        `Drive config error: Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: No such file or directory (os error 2) ${d.path_on_host}`,
-      );
-    }
-  }
-  for (const n of s.networkInterfaces) {
-    if (!existsSync(`/sys/class/net/${n.host_dev_name}`)) {
-      return fault(400, `Network config error: Cannot open/create the tap device: Open tap device failed: No such device (os error 19): ${n.host_dev_name}`);
-    }
-  }
-  return null;
-}
 
 function printBanner(s: VmmState): void {
   const args = s.bootSource?.boot_args ?? '';

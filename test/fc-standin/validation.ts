@@ -11,6 +11,7 @@ import type {
   MachineConfiguration,
   NetworkInterface,
 } from '../../src/firecracker/types.js';
+import { existsSync } from 'node:fs';
 import { FIRECRACKER_API_VERSION } from '../../src/firecracker/types.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -710,4 +711,35 @@ export function handleApiRequest(state: VmmState, req: ApiRequest, hooks: VmmHoo
           return { status: 204 };
       }
   }
+}
+
+/**
+ * InstanceStart's host checks, with Firecracker's messages: the files it would open and the TAPs
+ * it would attach (real Firecracker checks each at its own PUT; the stand-ins check them here).
+ */
+export function checkHost(s: VmmState): ApiAnswer | null {
+  const boot = s.bootSource!;
+  if (!existsSync(boot.kernel_image_path)) {
+    return fault(400, `Boot source error: The kernel file cannot be opened: No such file or directory (os error 2): ${boot.kernel_image_path}`);
+  }
+  if (boot.initrd_path !== undefined && !existsSync(boot.initrd_path)) {
+    return fault(
+      400,
+      `Boot source error: The initrd file cannot be opened due to invalid path or invalid permissions. No such file or directory (os error 2): ${boot.initrd_path}`,
+    );
+  }
+  for (const d of s.drives) {
+    if (d.path_on_host !== undefined && !existsSync(d.path_on_host)) {
+      return fault(
+        400,
+        `Drive config error: Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: No such file or directory (os error 2) ${d.path_on_host}`,
+      );
+    }
+  }
+  for (const n of s.networkInterfaces) {
+    if (!existsSync(`/sys/class/net/${n.host_dev_name}`)) {
+      return fault(400, `Network config error: Cannot open/create the tap device: Open tap device failed: No such device (os error 19): ${n.host_dev_name}`);
+    }
+  }
+  return null;
 }

@@ -12,22 +12,13 @@ import { BangerEnv, ROOT, STANDIN_DIR, makeImageFiles, isAlive } from '../helper
 import { HostNetns, privilegedSkipReason } from '../helpers/netns.js';
 import { findFirecrackerProcesses, readCmdline } from '../../src/firecracker/proc.js';
 import { SUDO_PROBES, isSudoRefusal } from '../../src/daemon/doctor.js';
+import { until } from '../helpers/wait.js';
 
 const skip = privilegedSkipReason();
 if (skip) console.warn(`skipping gc tests: ${skip}`);
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fakeId = () => randomBytes(6).toString('hex');
 
-async function until<T>(what: string, fn: () => T | undefined | null | false, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** Loop devices attached to FILE, from the real losetup. */
 function loopsOn(file: string): string[] {

@@ -7,21 +7,12 @@ import { join } from 'node:path';
 import { BangerEnv, makeImageFiles, isAlive } from '../helpers/banger-env.js';
 import { HostNetns, privilegedSkipReason } from '../helpers/netns.js';
 import { readCmdline } from '../../src/firecracker/proc.js';
+import { until } from '../helpers/wait.js';
 
 const skip = privilegedSkipReason();
 if (skip) console.warn(`skipping lifecycle tests: ${skip}`);
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, fn: () => T | undefined | null | false, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 describe.skipIf(skip !== null)('VM lifecycle against the Firecracker stand-in', () => {
   let ns: HostNetns;

@@ -9,18 +9,9 @@ import { vmDir } from '../../src/core/paths.js';
 import type { VmView } from '../../src/core/models.js';
 import { DaemonTuiClient } from '../../src/tui/daemon-client.js';
 import type { Subscription, TuiEvent } from '../../src/tui/client.js';
+import { until } from '../helpers/wait.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, fn: () => T | undefined | null | false, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 describe('DaemonTuiClient against a real daemon', () => {
   let env: BangerEnv;
