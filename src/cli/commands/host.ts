@@ -65,6 +65,9 @@ export function registerHost(program: Command, cli: CliContext): void {
     .command('tui')
     .description('the terminal UI')
     .action(async () => {
+      // Ink renders only at exit when CI is set (it reads the variable as it loads); a person at a
+      // terminal wants the live screen whatever their environment says.
+      if (process.stdout.isTTY) delete process.env.CI;
       const { runTui } = (await import(/* external */ './tui.js' as string)) as { runTui: (cli: CliContext) => Promise<void> };
       await runTui(cli);
     });
