@@ -246,6 +246,19 @@ describe('control plane through the CLI and a real daemon', () => {
   });
 });
 
+describe('the CLI bundle', () => {
+  it('loads neither the daemon, the store nor the TUI: only node builtins, and the TUI through import()', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { ROOT } = await import('../helpers/banger-env.js');
+    const cli = readFileSync(join(ROOT, 'dist/banger.cjs'), 'utf8');
+    const required = [...cli.matchAll(/require\("([^"]+)"\)/g)].map((m) => m[1]);
+    expect(required.length).toBeGreaterThan(0);
+    expect(required.filter((r) => !r.startsWith('node:'))).toEqual([]);
+    expect(cli).not.toMatch(/better-sqlite3|CREATE TABLE|zod/);
+    expect(cli).toMatch(/import\("\.\/tui\.js"\)/);
+  });
+});
+
 describe('database migrations and settings', () => {
   it('migrates an empty database and refuses one newer than the code', async () => {
     const env = new BangerEnv();
