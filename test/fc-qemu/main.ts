@@ -12,31 +12,12 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { connect, type Socket } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { FIRECRACKER_API_VERSION } from '../../src/firecracker/types.js';
-import { checkHost as checkHostFiles, fault, handleApiRequest, newVmmState, parseApiRequest, type ApiAnswer, type VmmState } from '../fc-standin/validation.js';
+import { checkHost as checkHostFiles, fault, handleApiRequest, newVmmState, parseApiRequest, parseStandinArgs, type ApiAnswer, type VmmState } from '../fc-standin/validation.js';
 import { QEMU_BINARY, qemuArgv } from './qemu.js';
 
 const env = process.env;
 const qemuBinary = env.FC_QEMU_BINARY || QEMU_BINARY;
 const readyTimeoutMs = Number(env.FC_QEMU_READY_TIMEOUT_MS || 4_000);
-
-function usage(message: string): never {
-  process.stderr.write(`fc-qemu: ${message}\nusage: fc-qemu --api-sock PATH --id ID\n`);
-  process.exit(1);
-}
-
-function parseArgs(argv: string[]): { apiSock: string; id: string } {
-  let apiSock = '/run/firecracker.socket';
-  let id = 'anonymous-instance';
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a !== '--api-sock' && a !== '--id') usage(`unexpected argument '${a}'`);
-    const v = argv[++i];
-    if (v === undefined) usage(`${a} needs a value`);
-    if (a === '--api-sock') apiSock = v;
-    else id = v;
-  }
-  return { apiSock, id };
-}
 
 /** Console output: synchronous, so it is in the file before any exit. */
 function consoleLine(text: string): void {
@@ -100,7 +81,7 @@ class Monitor {
   }
 }
 
-const { apiSock, id } = parseArgs(process.argv.slice(2));
+const { apiSock, id } = parseStandinArgs('fc-qemu', process.argv.slice(2));
 const state: VmmState = newVmmState(id);
 const monitorName = `fc-qemu/${id}/${process.pid}`;
 let qemu: ChildProcess | null = null;

@@ -10,33 +10,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { appendFileSync, existsSync, writeSync } from 'node:fs';
 import { FIRECRACKER_API_VERSION } from '../../src/firecracker/types.js';
-import { checkHost, fault, handleApiRequest, newVmmState, parseApiRequest, type ApiAnswer, type VmmState } from './validation.js';
-
-function usage(message: string): never {
-  process.stderr.write(`fc-standin: ${message}\nusage: fc-standin --api-sock PATH --id ID\n`);
-  process.exit(1);
-}
-
-function parseArgs(argv: string[]): { apiSock: string; id: string } {
-  let apiSock = '/run/firecracker.socket';
-  let id = 'anonymous-instance';
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--version') {
-      // as Firecracker prints it
-      process.stdout.write(`Firecracker v${FIRECRACKER_API_VERSION}\n\n`);
-      process.exit(0);
-    } else if (a === '--api-sock' || a === '--id') {
-      const v = argv[++i];
-      if (v === undefined) usage(`${a} needs a value`);
-      if (a === '--api-sock') apiSock = v;
-      else id = v;
-    } else {
-      usage(`unexpected argument '${a}'`);
-    }
-  }
-  return { apiSock, id };
-}
+import { checkHost, fault, handleApiRequest, newVmmState, parseApiRequest, parseStandinArgs, type ApiAnswer, type VmmState } from './validation.js';
 
 /** Console output: synchronous, so it is in the file before any exit. */
 function consoleLine(text: string): void {
@@ -44,7 +18,7 @@ function consoleLine(text: string): void {
 }
 
 const env = process.env;
-const { apiSock, id } = parseArgs(process.argv.slice(2));
+const { apiSock, id } = parseStandinArgs('fc-standin', process.argv.slice(2));
 const state: VmmState = newVmmState(id);
 
 consoleLine(`Running Firecracker v${FIRECRACKER_API_VERSION} (fc-standin, pid ${process.pid})`);

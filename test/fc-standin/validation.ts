@@ -743,3 +743,29 @@ export function checkHost(s: VmmState): ApiAnswer | null {
   }
   return null;
 }
+
+/**
+ * Firecracker's command line as the stand-ins take it: `--api-sock PATH --id ID` (and `--version`,
+ * which prints Firecracker's version line and exits). A bad one prints usage and exits 1.
+ */
+export function parseStandinArgs(prog: string, argv: string[]): { apiSock: string; id: string } {
+  const usage = (message: string): never => {
+    process.stderr.write(`${prog}: ${message}\nusage: ${prog} --api-sock PATH --id ID\n`);
+    process.exit(1);
+  };
+  let apiSock = '/run/firecracker.socket';
+  let id = 'anonymous-instance';
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--version') {
+      process.stdout.write(`Firecracker v${FIRECRACKER_API_VERSION}\n\n`);
+      process.exit(0);
+    }
+    if (a !== '--api-sock' && a !== '--id') usage(`unexpected argument '${a}'`);
+    const value = argv[++i];
+    if (value === undefined) usage(`${a} needs a value`);
+    if (a === '--api-sock') apiSock = value;
+    else id = value;
+  }
+  return { apiSock, id };
+}
