@@ -147,10 +147,7 @@ export class Daemon {
     const store = this.deps.store;
     const image = findImage(this.ctx, p.image);
     const name = p.name ?? generateName((n) => store.listVms().some((v) => v.name === n));
-    if (store.listVms().some((v) => v.name === name)) {
-      const { AlreadyExistsError } = await import('../core/errors.js');
-      throw new AlreadyExistsError(`a VM named "${name}" already exists; pick another name or remove it with banger vm rm ${name}`);
-    }
+    store.assertVmNameFree(name);
     const diskSizeBytes = p.diskSizeBytes ?? image.rootfsSizeBytes;
     if (diskSizeBytes < image.rootfsSizeBytes) {
       throw new InvalidArgumentError(

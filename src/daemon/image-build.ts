@@ -3,7 +3,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Image } from '../core/models.js';
-import { AlreadyExistsError, InvalidArgumentError, wrapError } from '../core/errors.js';
+import { InvalidArgumentError, wrapError } from '../core/errors.js';
 import { checkKernel, checkReadable } from '../core/image-check.js';
 import { installRoot } from '../core/install-root.js';
 import type { DaemonDeps } from './daemon.js';
@@ -18,9 +18,7 @@ const BUILD_TIMEOUT_MS = 45 * 60_000;
 export const DEBIAN_KERNEL_BOOT_ARGS = 'net.ifnames=0';
 
 export async function buildImage(deps: DaemonDeps, p: Params<'image.build'>, progress: Progress): Promise<Image> {
-  if (deps.store.listImages().some((i) => i.name === p.name)) {
-    throw new AlreadyExistsError(`image "${p.name}" already exists; pick another name or remove it with banger image rm ${p.name}`);
-  }
+  deps.store.assertImageNameFree(p.name);
   if (!p.kernel && !p.debianKernel) throw new InvalidArgumentError('image build needs a kernel: give --kernel PATH or --debian-kernel');
   if (p.kernel && p.debianKernel) throw new InvalidArgumentError('give either --kernel or --debian-kernel, not both');
   if (p.kernel) await checkKernel(p.kernel);

@@ -3,7 +3,7 @@
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Image } from '../core/models.js';
-import { AlreadyExistsError, FailedPreconditionError, wrapError } from '../core/errors.js';
+import { FailedPreconditionError, wrapError } from '../core/errors.js';
 import { newId } from '../core/names.js';
 import { imageDir, type Paths } from '../core/paths.js';
 import type { Runner } from '../core/ports.js';
@@ -35,7 +35,7 @@ export interface ImageFiles {
 }
 
 /**
- * Makes an image: a fresh directory that fill() puts the files into, the rootfs customized, the
+ * Makes an image (the caller has checked the name is free): a fresh directory that fill() puts the files into, the rootfs customized, the
  * record inserted last. Any failure removes the directory, so nothing is left and nothing registered.
  */
 export async function createImage(
@@ -44,9 +44,6 @@ export async function createImage(
   progress: Progress,
   fill: (dir: string) => Promise<ImageFiles>,
 ): Promise<Image> {
-  if (deps.store.listImages().some((i) => i.name === name)) {
-    throw new AlreadyExistsError(`image "${name}" already exists; pick another name or remove it with banger image rm ${name}`);
-  }
   const id = newId();
   const dir = imageDir(deps.paths, id);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -65,9 +62,7 @@ export async function createImage(
 }
 
 export async function addImage(deps: ImageDeps, req: AddImageRequest, progress: Progress): Promise<Image> {
-  if (deps.store.listImages().some((i) => i.name === req.name)) {
-    throw new AlreadyExistsError(`image "${req.name}" already exists; pick another name or remove it with banger image rm ${req.name}`);
-  }
+  deps.store.assertImageNameFree(req.name);
   progress.phase('image.check');
   await checkKernel(req.kernel);
   await checkRootfs(req.rootfs);
@@ -97,7 +92,7 @@ export async function copyFile(runner: Runner, from: string, to: string): Promis
 }
 
 export function deleteImage(deps: Pick<ImageDeps, 'store' | 'paths'>, ref: string): Image {
-  const image = findImage({ store: deps.store } as never, ref);
+  const image = findImage(deps, ref);
   const users = deps.store.listVms().filter((v) => v.imageId === image.id);
   if (users.length > 0) {
     throw new FailedPreconditionError(

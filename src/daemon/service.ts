@@ -73,10 +73,10 @@ export function vmView(ctx: ServiceContext, vm: StoredVm): VmView {
   return toVmView(vm, ctx.store.getImage(vm.imageId));
 }
 
-export function findVm(ctx: ServiceContext, ref: string): StoredVm {
+export function findVm(ctx: Pick<ServiceContext, 'store'>, ref: string): StoredVm {
   return resolveRef('VM', ref, ctx.store.listVms());
 }
 
-export function findImage(ctx: ServiceContext, ref: string): Image {
+export function findImage(ctx: Pick<ServiceContext, 'store'>, ref: string): Image {
   return resolveRef('image', ref, ctx.store.listImages());
 }

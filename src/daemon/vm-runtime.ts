@@ -21,7 +21,7 @@ import { setupNetwork, teardownNetwork } from '../host/network.js';
 import { waitForSshBanner } from '../host/ssh.js';
 import { checkPoolAgainstRoutes } from '../host/uplink.js';
 import type { RuntimeDeps as DaemonDeps } from './daemon.js';
-import { vmView, type Progress } from './service.js';
+import { Progress, vmView } from './service.js';
 import type { Params } from './schemas.js';
 import { buildImage } from './image-build.js';
 import { doctor } from './doctor.js';
@@ -471,8 +471,7 @@ export class VmRuntime {
         await this.release(vm);
         if (vm.diskStrategy === 'copy') await removeCopyDisk(this.ctx(), vmId, this.diskFile(vm));
         mkdirSync(this.dir(vmId), { recursive: true, mode: 0o700 });
-        const progress = { phase: () => {} } as unknown as Progress;
-        await this.prepareDisk(vmId, progress);
+        await this.prepareDisk(vmId, new Progress(this.deps.events, this.deps.log, null, vmId));
         this.setState(vmId, { state: 'stopped' });
         log.warn('interrupted create finished');
         return;

@@ -80,8 +80,20 @@ function isUniqueViolation(err: unknown): boolean {
   return (err as { code?: string })?.code === 'SQLITE_CONSTRAINT_UNIQUE' || (err as { code?: string })?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
 
+const imageExists = (name: string) => new AlreadyExistsError(`image "${name}" already exists; pick another name or remove it with banger image rm ${name}`);
+const vmExists = (name: string) => new AlreadyExistsError(`a VM named "${name}" already exists; pick another name or remove it with banger vm rm ${name}`);
+
 export class Store implements Journal {
   constructor(readonly db: Db) {}
+
+  /** Fails early, before any work, when the name is taken (the UNIQUE index stays the guarantee). */
+  assertImageNameFree(name: string): void {
+    if (this.db.prepare('SELECT 1 FROM images WHERE name = ?').get(name)) throw imageExists(name);
+  }
+
+  assertVmNameFree(name: string): void {
+    if (this.db.prepare('SELECT 1 FROM vms WHERE name = ?').get(name)) throw vmExists(name);
+  }
 
   // --- images
 
@@ -103,7 +115,7 @@ export class Store implements Journal {
         )
         .run(img);
     } catch (err) {
-      if (isUniqueViolation(err)) throw new AlreadyExistsError(`image "${img.name}" already exists; pick another name or remove it with banger image rm ${img.name}`);
+      if (isUniqueViolation(err)) throw imageExists(img.name);
       throw err;
     }
   }
@@ -147,7 +159,7 @@ export class Store implements Journal {
           .run({ ...spec, ...net, nat: spec.nat ? 1 : 0 });
       } catch (err) {
         if (isUniqueViolation(err) && /vms\.name/.test((err as Error).message)) {
-          throw new AlreadyExistsError(`a VM named "${spec.name}" already exists; pick another name or remove it with banger vm rm ${spec.name}`);
+          throw vmExists(spec.name);
         }
         throw err;
       }
