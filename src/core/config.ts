@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { InvalidArgumentError } from './errors.js';
-import { resolvePaths, MAX_SOCKET_PATH, type Paths } from './paths.js';
+import { resolvePaths, vmApiSocket, MAX_SOCKET_PATH, type Paths } from './paths.js';
 
 export type RootfsStrategy = 'auto' | 'dm' | 'copy';
 
@@ -104,5 +104,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     (settings as unknown as Record<string, string>)[k] = v;
   }
   paths.socket = settings.socket;
+  // Firecracker's API sockets live under the runtime directory: <runtime>/vms/<12 hex>.sock.
+  const vmSocket = vmApiSocket(paths, '0'.repeat(12));
+  if (Buffer.byteLength(vmSocket) > MAX_SOCKET_PATH) {
+    throw new InvalidArgumentError(
+      `VM API sockets would be ${Buffer.byteLength(vmSocket)} bytes long (${vmSocket}); Unix sockets allow at most ${MAX_SOCKET_PATH}: set XDG_RUNTIME_DIR to a shorter directory`,
+    );
+  }
   return { paths, settings };
 }

@@ -31,6 +31,8 @@ describe('paths and settings', () => {
     expect(c.settings.rootfsStrategy).toBe('auto');
     expect(() => loadConfig({ HOME: home, BANGER_SOCKET: 'relative.sock' })).toThrow(/must be absolute/);
     expect(() => loadConfig({ HOME: home, BANGER_SOCKET: '/' + 'x'.repeat(120) })).toThrow(/at most 107/);
+    expect(() => loadConfig({ HOME: home, XDG_RUNTIME_DIR: '/' + 'r'.repeat(80) })).toThrow(/VM API sockets would be 1\d\d bytes long .*set XDG_RUNTIME_DIR to a shorter directory/);
+    expect(() => loadConfig({ HOME: home, XDG_RUNTIME_DIR: '/' + 'r'.repeat(70) })).not.toThrow();
     writeFileSync(join(home, '.config/banger/config.json'), '{"netPool": 5}');
     expect(() => loadConfig({ HOME: home })).toThrow(/"netPool" must be a string/);
   });
