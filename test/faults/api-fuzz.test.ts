@@ -179,11 +179,7 @@ describe.skipIf(skip !== null)('API fuzzing against a real daemon', () => {
   let env: BangerEnv;
 
   const cli = (args: string[]) => env.cli(args, { prefix: ns.prefix });
-  const json = <T = any>(args: string[]): T => {
-    const r = cli([...args, '--json']);
-    if (r.code !== 0) throw new Error(`banger ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as T;
-  };
+  const json = <T = any>(args: string[]): T => env.json<T>(args, { prefix: ns.prefix });
 
   /** Everything an invalid request must not change. */
   async function snapshot() {

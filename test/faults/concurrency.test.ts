@@ -21,11 +21,7 @@ describe.skipIf(skip !== null)('50 parallel creates with colliding names', () =>
   let env: BangerEnv;
 
   const cli = (args: string[]) => env.cli(args, { prefix: ns.prefix });
-  const json = <T = any>(args: string[]): T => {
-    const r = cli([...args, '--json']);
-    if (r.code !== 0) throw new Error(`banger ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as T;
-  };
+  const json = <T = any>(args: string[]): T => env.json<T>(args, { prefix: ns.prefix });
 
   beforeAll(async () => {
     ns = new HostNetns();

@@ -51,11 +51,7 @@ describe.skipIf(skip !== null)('crash matrix: the daemon SIGKILLed at every step
   const names: string[] = [];
 
   const cli = (args: string[], extra: Record<string, string> = {}) => env.cli(args, { prefix: ns.prefix, env: extra });
-  const json = <T = any>(args: string[]): T => {
-    const r = cli([...args, '--json']);
-    if (r.code !== 0) throw new Error(`banger ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as T;
-  };
+  const json = <T = any>(args: string[]): T => env.json<T>(args, { prefix: ns.prefix });
   const pausedCount = (step: string) => (existsSync(env.log) ? readFileSync(env.log, 'utf8').split(`paused at ${step}`).length - 1 : 0);
 
   /** Lists VMs once recovery is over (the new daemon answers while it still recovers). */

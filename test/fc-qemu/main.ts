@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { connect, type Socket } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { FIRECRACKER_API_VERSION } from '../../src/firecracker/types.js';
-import { checkHost as checkHostFiles, fault, handleApiRequest, newVmmState, parseApiRequest, parseStandinArgs, type ApiAnswer, type VmmState } from '../fc-standin/validation.js';
+import { checkHost as checkHostFiles, fault, handleApiRequest, newVmmState, parseApiRequest, parseStandinArgs, sendAnswer, type ApiAnswer, type VmmState } from '../fc-standin/validation.js';
 import { QEMU_BINARY, qemuArgv } from './qemu.js';
 
 const env = process.env;
@@ -186,17 +186,6 @@ const hooks = {
   },
 };
 
-function send(res: ServerResponse, answer: ApiAnswer): void {
-  res.setHeader('Server', 'Firecracker API');
-  if (answer.body === undefined) {
-    res.writeHead(answer.status, { 'Content-Length': '0' });
-    res.end();
-    return;
-  }
-  const payload = Buffer.from(JSON.stringify(answer.body));
-  res.writeHead(answer.status, { 'Content-Type': 'application/json', 'Content-Length': String(payload.length) });
-  res.end(payload);
-}
 
 async function answer(method: string, path: string, body: Buffer | null): Promise<ApiAnswer> {
   const parsed = parseApiRequest(method, path, body);
@@ -218,7 +207,7 @@ function serve(req: IncomingMessage, res: ServerResponse): void {
     // micro_http takes the body from Content-Length only: a chunked body is no body at all.
     const declared = Number(req.headers['content-length'] ?? '0');
     const body = declared > 0 ? Buffer.concat(chunks) : null;
-    void answer(req.method ?? 'GET', req.url ?? '/', body).then((a) => send(res, a));
+    void answer(req.method ?? 'GET', req.url ?? '/', body).then((a) => sendAnswer(res, a));
   });
 }
 

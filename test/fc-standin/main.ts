@@ -10,7 +10,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { appendFileSync, existsSync, writeSync } from 'node:fs';
 import { FIRECRACKER_API_VERSION } from '../../src/firecracker/types.js';
-import { checkHost, fault, handleApiRequest, newVmmState, parseApiRequest, parseStandinArgs, type ApiAnswer, type VmmState } from './validation.js';
+import { checkHost, fault, handleApiRequest, newVmmState, parseApiRequest, parseStandinArgs, sendAnswer, type VmmState } from './validation.js';
 
 /** Console output: synchronous, so it is in the file before any exit. */
 function consoleLine(text: string): void {
@@ -88,17 +88,6 @@ function record(method: string, path: string, body: Buffer | null): void {
   appendFileSync(file, `${JSON.stringify({ method, path, body: parsed })}\n`);
 }
 
-function send(res: ServerResponse, answer: ApiAnswer): void {
-  res.setHeader('Server', 'Firecracker API');
-  if (answer.body === undefined) {
-    res.writeHead(answer.status, { 'Content-Length': '0' });
-    res.end();
-    return;
-  }
-  const payload = Buffer.from(JSON.stringify(answer.body));
-  res.writeHead(answer.status, { 'Content-Type': 'application/json', 'Content-Length': String(payload.length) });
-  res.end(payload);
-}
 
 function serve(req: IncomingMessage, res: ServerResponse): void {
   const chunks: Buffer[] = [];
@@ -112,11 +101,11 @@ function serve(req: IncomingMessage, res: ServerResponse): void {
     record(method, path, body);
     const injected = env.FC_STANDIN_FAIL;
     if (injected && injected === `${method} ${path}`) {
-      send(res, fault(400, `fc-standin: injected failure for ${injected} (FC_STANDIN_FAIL)`));
+      sendAnswer(res, fault(400, `fc-standin: injected failure for ${injected} (FC_STANDIN_FAIL)`));
       return;
     }
     const parsed = parseApiRequest(method, path, body);
-    send(res, 'status' in parsed ? parsed : handleApiRequest(state, parsed, hooks));
+    sendAnswer(res, 'status' in parsed ? parsed : handleApiRequest(state, parsed, hooks));
   });
 }
 

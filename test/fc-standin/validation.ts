@@ -12,6 +12,7 @@ import type {
   NetworkInterface,
 } from '../../src/firecracker/types.js';
 import { existsSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { FIRECRACKER_API_VERSION } from '../../src/firecracker/types.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -768,4 +769,17 @@ export function parseStandinArgs(prog: string, argv: string[]): { apiSock: strin
     else id = value;
   }
   return { apiSock, id };
+}
+
+/** Writes an answer as Firecracker does: Content-Length always, JSON only when there is a body. */
+export function sendAnswer(res: ServerResponse, answer: ApiAnswer): void {
+  res.setHeader('Server', 'Firecracker API');
+  if (answer.body === undefined) {
+    res.writeHead(answer.status, { 'Content-Length': '0' });
+    res.end();
+    return;
+  }
+  const payload = Buffer.from(JSON.stringify(answer.body));
+  res.writeHead(answer.status, { 'Content-Type': 'application/json', 'Content-Length': String(payload.length) });
+  res.end(payload);
 }
