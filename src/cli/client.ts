@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { LoadedConfig } from '../core/config.js';
 import { buildId as embeddedBuildId } from '../core/build-info.js';
 import { ApiError, CliError } from './errors.js';
+import { isRunning } from '../firecracker/proc.js';
 
 export interface DaemonInfo {
   version: string;
@@ -163,21 +164,11 @@ export function cliBuildId(config: LoadedConfig): string {
   return process.env.BANGER_BUILD_ID || config.settings.buildId || embeddedBuildId({});
 }
 
-/** True while pid runs (a zombie counts as gone: it only waits to be reaped by its parent). */
-export function isProcessRunning(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
 /** Waits until a process has exited. */
 export async function waitForPidGone(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (!isProcessRunning(pid)) return true;
+    if (!isRunning(pid)) return true;
     await sleep(20);
   }
   return false;

@@ -14,6 +14,7 @@ import { Store } from '../store/store.js';
 import { Daemon } from './daemon.js';
 import { EventBus } from './events.js';
 import { createApiServer } from './server.js';
+import { isRunning, readCmdline } from '../firecracker/proc.js';
 import { customizeRootfsWithScript } from './customize.js';
 
 /** Makes a directory with the given mode, tightening it if it already exists. */
@@ -24,13 +25,7 @@ export function ensurePrivateDir(dir: string): void {
 
 /** True when pid is a live bangerd (not a zombie, not a pid reused by something else). */
 function isLiveDaemon(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z') return false;
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('bangerd');
-  } catch {
-    return false;
-  }
+  return isRunning(pid) && (readCmdline(pid) ?? []).some((arg) => arg.includes('bangerd'));
 }
 
 function socketAnswers(path: string): Promise<boolean> {

@@ -85,6 +85,11 @@ export function isSameProcess(pid: number, startTime: string, vmId: string, proc
   return hasIdArg(argv, vmId);
 }
 
+/** True while pid runs: it exists and is no zombie (exited, waiting to be reaped by a parent). */
+export function isRunning(pid: number, procRoot = '/proc'): boolean {
+  return !isZombie(pid, procRoot);
+}
+
 /** Whether /proc/<pid>/stat shows state Z (exited, not yet reaped), or no such process. */
 export function isZombie(pid: number, procRoot = '/proc'): boolean {
   try {

@@ -4,6 +4,7 @@ import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync, copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { isRunning } from '../../src/firecracker/proc.js';
 
 function findRoot(): string {
   let dir = import.meta.dirname;
@@ -121,14 +122,7 @@ export class BangerEnv {
 }
 
 /** True while pid runs; a zombie (exited, not yet reaped) counts as gone. */
-export function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
+export const isAlive = (pid: number): boolean => isRunning(pid);
 
 /** Kills every process whose command line mentions dir (stand-ins started for this env). */
 export function killStandins(dir: string): void {
